@@ -1,0 +1,184 @@
+"""The HTTP face of authsvc: a Falcon ASGI app whose responders only translate HTTP.
+
+`/auth` answers the allow status or 401 for any method and any headers; the policy (how the
+token binding is checked) is chosen by the path nginx sends the subrequest to, never by the
+client. `/healthz` and `/readyz` are for orchestrators.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, ClassVar, cast
+
+import falcon
+import falcon.asgi
+
+from authsvc.config import BindingMode, Settings
+from authsvc.credentials import CredentialReader
+from authsvc.decisionlog import DecisionLog, header_text
+from authsvc.verify import Decision, Reason, Verdict, Verifier
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Mapping[str, Any]]]
+Send = Callable[[Message], Awaitable[None]]
+AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+AUTH_PATH = "/auth"
+
+REASON_HEADER = "X-Approov-Reason"
+DEVICE_ID_HEADER = "X-Approov-Did"
+_DEVICE_ID = re.compile(r"[\x21-\x7e]{1,256}")
+_CONTEXT_HEADERS = frozenset(
+    {b"x-original-method", b"x-original-uri", b"x-original-url", b"x-request-id"}
+)
+# `/auth` uses APPROOV_TOKEN_BINDING; `/auth/binding-<mode>` pins a mode for one nginx location.
+_AUTH_ROUTE = re.compile(
+    re.escape(AUTH_PATH)
+    + r"(?:/(?P<policy>"
+    + "|".join(re.escape(f"binding-{mode.value}") for mode in BindingMode)
+    + r"))?\Z"
+)
+
+
+class AuthSink:
+    """`/auth` as a Falcon sink: every method, including ones Falcon has no responder name for."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        verifier: Verifier,
+        log: DecisionLog | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self._verifier = verifier
+        self._log = log
+        self._clock = clock
+        self._reader = CredentialReader(settings.token_header, settings.binding_headers)
+        self._default_mode = settings.binding_mode
+        self._allow_status = falcon.code_to_http_status(settings.allow_status)
+        self._vary = ", ".join((settings.token_header, *settings.binding_headers))
+
+    async def __call__(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response | None, **params: Any
+    ) -> None:
+        started = time.perf_counter()
+        response = cast(falcon.asgi.Response, resp)  # None only for WebSocket routes
+        policy: str | None = params.get("policy")
+        mode = BindingMode(policy.removeprefix("binding-")) if policy else self._default_mode
+        headers: list[tuple[bytes, bytes]] = req.scope["headers"]
+        error = None
+        try:
+            verdict = self._verifier.check(self._reader.read(headers), mode)
+        except Exception as exc:  # any bug is a deny, never a 500 that nginx turns into an error
+            verdict = Verdict(Reason.INTERNAL_ERROR, Decision.DENY)
+            error = type(exc).__name__
+        self._respond(response, verdict)
+        if self._log is not None:
+            context = {name: value for name, value in headers if name in _CONTEXT_HEADERS}
+            self._log.record(
+                verdict,
+                policy=mode.value,
+                method=header_text(context.get(b"x-original-method")) or req.method,
+                uri=header_text(context.get(b"x-original-uri") or context.get(b"x-original-url"))
+                or req.path,
+                request_id=header_text(context.get(b"x-request-id")),
+                latency_ms=(time.perf_counter() - started) * 1000,
+                error=error,
+            )
+
+    def _respond(self, resp: falcon.asgi.Response, verdict: Verdict) -> None:
+        resp.set_header(REASON_HEADER, verdict.reason.value)
+        if not verdict.allowed:
+            resp.status = falcon.HTTP_401
+            resp.set_header("Cache-Control", "no-store")
+            return
+        resp.status = self._allow_status
+        claims = verdict.claims
+        if verdict.decision is not Decision.ALLOW or claims is None:
+            # Allowed only by monitor mode: nothing trusted to cache or forward.
+            resp.set_header("Cache-Control", "no-store")
+            return
+        # A cached allow must never outlive the token, nor serve another token or binding.
+        max_age = max(0, math.floor(claims["exp"] - self._clock()))
+        resp.set_header("Cache-Control", f"max-age={max_age}")
+        resp.set_header("Vary", self._vary)
+        did = claims.get("did")
+        if isinstance(did, str) and _DEVICE_ID.fullmatch(did):
+            resp.set_header(DEVICE_ID_HEADER, did)
+
+
+class Health:
+    """Liveness: the process answers. Never touches the verifier."""
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.content_type = falcon.MEDIA_TEXT
+        resp.text = "ok\n"
+
+    on_head = on_get
+
+
+class Readiness:
+    """Readiness: 200 once the verifier has a key, 503 before."""
+
+    def __init__(self, verifier: Verifier) -> None:
+        self._verifier = verifier
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.content_type = falcon.MEDIA_TEXT
+        if self._verifier.ready:
+            resp.text = "ready\n"
+        else:
+            resp.status = falcon.HTTP_503
+            resp.text = "not ready\n"
+
+    on_head = on_get
+
+
+class RequestShim:
+    """Prepares an HTTP scope for the app: headers kept as a list, the body not waited for.
+
+    The ASGI spec lets a server pass headers as any one-pass iterable of pairs, and Falcon's
+    request consumes it; authsvc reads the raw pairs itself (duplicates matter), so they are
+    kept in a list first. Falcon's ASGI app also waits for the first body event before calling
+    a responder, so a request that announces a Content-Length but sends no body would stall
+    until a timeout; authsvc never needs the body, and the server drains or drops it.
+    """
+
+    _EMPTY_BODY: ClassVar[Message] = {"type": "http.request", "body": b"", "more_body": False}
+
+    def __init__(self, app: AsgiApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope["headers"] = [(name, value) for name, value in scope["headers"]]
+            receive = self._empty_body
+        await self._app(scope, receive, send)
+
+    async def _empty_body(self) -> Message:
+        return dict(self._EMPTY_BODY)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    verifier: Verifier | None = None,
+    decision_log: DecisionLog | None = None,
+    clock: Callable[[], float] = time.time,
+) -> AsgiApp:
+    """Build the ASGI app from settings; reads no environment."""
+    verifier = verifier if verifier is not None else Verifier.from_settings(settings, clock)
+    log = None
+    if settings.logging_enabled:
+        log = decision_log if decision_log is not None else DecisionLog()
+    app = falcon.asgi.App()
+    # An empty 401 gets no Content-Type; responders that have a body set their own.
+    app.resp_options.default_media_type = None  # type: ignore[assignment]
+    app.add_route("/healthz", Health())
+    app.add_route("/readyz", Readiness(verifier))
+    app.add_sink(AuthSink(settings, verifier, log, clock), _AUTH_ROUTE)
+    return RequestShim(app)

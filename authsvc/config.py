@@ -1,0 +1,205 @@
+"""Settings: built once at start-up from an environment mapping, validated all at once."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TypeVar
+
+MIN_SECRET_BYTES = 32
+MAX_LEEWAY_SECONDS = 300
+DEFAULT_TOKEN_HEADER = "Approov-Token"
+DEFAULT_BINDING_HEADERS: tuple[str, ...] = ("Authorization",)
+
+# RFC 9110 token characters: what a header field name may be made of.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no"})
+
+T = TypeVar("T")
+
+
+class BindingMode(StrEnum):
+    """How the token's `pay` claim is checked against the binding header(s)."""
+
+    REQUIRED = "required"
+    IF_PRESENT = "if-present"
+    OFF = "off"
+
+
+class ConfigError(Exception):
+    """Every configuration problem found, so that one start-up attempt shows them all."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        count = len(self.problems)
+        heading = f"configuration has {count} problem{'s' if count != 1 else ''}:"
+        return "\n".join([heading, *(f"  - {problem}" for problem in self.problems)])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """The effective configuration. The secret never appears in `repr` or `summary`."""
+
+    secret: bytes = field(repr=False)
+    token_header: str = DEFAULT_TOKEN_HEADER
+    binding_headers: tuple[str, ...] = DEFAULT_BINDING_HEADERS
+    binding_mode: BindingMode = BindingMode.REQUIRED
+    abort_on_invalid_token: bool = True
+    abort_on_invalid_binding: bool = True
+    logging_enabled: bool = True
+    allow_status: int = 204
+    leeway_seconds: int = 0
+    issuer: str | None = None
+    audience: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Read every APPROOV_* setting from `env`; raise one ConfigError listing all problems."""
+        problems: list[str] = []
+
+        def read(name: str, parse: Callable[[str], T], default: T) -> T:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                return parse(raw)
+            except ValueError as error:
+                problems.append(f"{name}: {error}")
+                return default
+
+        secret = read("APPROOV_BASE64_SECRET", _parse_secret, b"")
+        if not secret and not env.get("APPROOV_BASE64_SECRET", "").strip():
+            problems.append(
+                "APPROOV_BASE64_SECRET is not set: set it to the base64 secret that"
+                " `approov secret -get base64` prints"
+            )
+        token_header = read("APPROOV_TOKEN_HEADER", _parse_header_name, DEFAULT_TOKEN_HEADER)
+        binding_headers = read(
+            "APPROOV_TOKEN_BINDING_HEADER", _parse_header_list, DEFAULT_BINDING_HEADERS
+        )
+        if token_header.lower() in {name.lower() for name in binding_headers}:
+            problems.append(
+                "APPROOV_TOKEN_BINDING_HEADER: must not include the token header"
+                f" {token_header!r}; a token cannot be bound to itself"
+            )
+        settings = cls(
+            secret=secret,
+            token_header=token_header,
+            binding_headers=binding_headers,
+            binding_mode=read("APPROOV_TOKEN_BINDING", _parse_binding_mode, BindingMode.REQUIRED),
+            abort_on_invalid_token=read(
+                "APPROOV_ABORT_REQUEST_ON_INVALID_TOKEN", _parse_bool, True
+            ),
+            abort_on_invalid_binding=read(
+                "APPROOV_ABORT_REQUEST_ON_INVALID_TOKEN_BINDING", _parse_bool, True
+            ),
+            logging_enabled=read("APPROOV_LOGGING_ENABLED", _parse_bool, True),
+            allow_status=read("APPROOV_ALLOW_STATUS", _parse_allow_status, 204),
+            leeway_seconds=read("APPROOV_LEEWAY_SECONDS", _parse_leeway, 0),
+            issuer=read("APPROOV_ISSUER", str, None),
+            audience=read("APPROOV_AUDIENCE", str, None),
+        )
+        if problems:
+            raise ConfigError(problems)
+        return settings
+
+    @property
+    def secret_fingerprint(self) -> str:
+        """A short, non-reversible name for the secret, to tell two secrets apart in output."""
+        return hashlib.sha256(self.secret).hexdigest()[:12]
+
+    def summary(self) -> str:
+        """One line with the effective settings, secret masked."""
+        monitor = [
+            name
+            for name, aborts in (
+                ("token", self.abort_on_invalid_token),
+                ("binding", self.abort_on_invalid_binding),
+            )
+            if not aborts
+        ]
+        parts = [
+            f"secret=HS256 ({len(self.secret)} bytes, sha256:{self.secret_fingerprint})",
+            f"token_header={self.token_header}",
+            f"binding={self.binding_mode} on {'+'.join(self.binding_headers)}",
+            f"monitor={','.join(monitor) or 'off'}",
+            f"allow_status={self.allow_status}",
+            f"leeway={self.leeway_seconds}s",
+            f"issuer={self.issuer or '-'}",
+            f"audience={self.audience or '-'}",
+            f"logging={'on' if self.logging_enabled else 'off'}",
+        ]
+        return "ok: " + " ".join(parts)
+
+
+def _parse_secret(raw: str) -> bytes:
+    compact = "".join(raw.split())
+    padded = compact + "=" * (-len(compact) % 4)
+    alphabet = b"-_" if ("-" in compact or "_" in compact) else None
+    try:
+        secret = base64.b64decode(padded, altchars=alphabet, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(
+            "is not valid base64; paste the value exactly as `approov secret -get base64` prints it"
+        ) from None
+    if len(secret) < MIN_SECRET_BYTES:
+        raise ValueError(
+            f"decodes to {len(secret)} bytes; an HS256 secret must be at least"
+            f" {MIN_SECRET_BYTES} bytes"
+        )
+    return secret
+
+
+def _parse_header_name(raw: str) -> str:
+    if not _HEADER_NAME.fullmatch(raw):
+        raise ValueError(f"{raw!r} is not a valid HTTP header name")
+    return raw
+
+
+def _parse_header_list(raw: str) -> tuple[str, ...]:
+    names = tuple(_parse_header_name(part.strip()) for part in raw.split(","))
+    lowered = [name.lower() for name in names]
+    if len(set(lowered)) != len(lowered):
+        raise ValueError(f"{raw!r} names the same header twice")
+    return names
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{raw!r} is not a boolean; use true or false")
+
+
+def _parse_binding_mode(raw: str) -> BindingMode:
+    try:
+        return BindingMode(raw.lower())
+    except ValueError:
+        choices = ", ".join(mode.value for mode in BindingMode)
+        raise ValueError(f"{raw!r} is not one of {choices}") from None
+
+
+def _parse_allow_status(raw: str) -> int:
+    if raw not in {"200", "204"}:
+        raise ValueError(f"{raw!r} is not 200 or 204")
+    return int(raw)
+
+
+def _parse_leeway(raw: str) -> int:
+    if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_LEEWAY_SECONDS:
+        raise ValueError(
+            f"{raw!r} is not a whole number of seconds from 0 to {MAX_LEEWAY_SECONDS};"
+            " fix the clock (NTP) rather than widen the leeway"
+        )
+    return int(raw)

@@ -1,0 +1,54 @@
+"""What a request presents: its token header copies and its binding value, as raw bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """The token and binding headers of one request, exactly as received."""
+
+    tokens: tuple[bytes, ...]
+    """Every copy of the token header, in order (several copies are a deny)."""
+    binding_value: bytes | None
+    """The binding headers' values concatenated in the configured order; None if one is absent."""
+    binding_conflict: bool = False
+    """A binding header came more than once with different values."""
+
+
+class CredentialReader:
+    """Picks the token and binding headers out of a request's raw header list.
+
+    Header names are normalised once here, so the per-request work is one pass over the
+    headers with byte comparisons.
+    """
+
+    __slots__ = ("_binding_names", "_token_name", "_wanted")
+
+    def __init__(self, token_header: str, binding_headers: Sequence[str]) -> None:
+        # ASGI servers deliver header names lower-cased.
+        self._token_name = token_header.lower().encode("ascii")
+        self._binding_names = tuple(name.lower().encode("ascii") for name in binding_headers)
+        self._wanted = frozenset((self._token_name, *self._binding_names))
+
+    def read(self, headers: Iterable[tuple[bytes, bytes]]) -> Credentials:
+        tokens: list[bytes] = []
+        binding_copies: dict[bytes, set[bytes]] = {}
+        for name, value in headers:
+            if name not in self._wanted:
+                continue
+            if name == self._token_name:
+                tokens.append(value)
+            elif value:  # an empty binding header counts as absent
+                binding_copies.setdefault(name, set()).add(value)
+
+        conflict = any(len(copies) > 1 for copies in binding_copies.values())
+        values: list[bytes] = []
+        for name in self._binding_names:
+            copies = binding_copies.get(name)
+            if not copies:
+                return Credentials(tuple(tokens), None, conflict)
+            values.append(next(iter(copies)))
+        return Credentials(tuple(tokens), b"".join(values), conflict)

@@ -1,0 +1,292 @@
+"""The verification rules: a pure function of the presented credentials, the policy and the clock.
+
+No HTTP, no environment, no logging: `Verifier.check` returns a `Verdict` whose `Reason` is the
+vocabulary that logs, metrics, the deny header and the tests all speak.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypeGuard
+
+import jwt
+
+from authsvc.config import BindingMode, Settings
+from authsvc.credentials import Credentials
+
+MAX_TOKEN_BYTES = 4096
+# What a datetime can hold: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+EARLIEST_TIMESTAMP = -62135596800
+LATEST_TIMESTAMP = 253402300799
+
+# Compact JWS: three non-empty base64url segments, no padding, nothing else.
+_COMPACT_JWS = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+# Header parameters that change how a token is processed or make the verifier fetch keys.
+_FORBIDDEN_HEADER_PARAMETERS = frozenset({"crit", "b64", "jku", "x5u", "jwk", "x5c"})
+_HS256 = "HS256"
+
+
+class Reason(StrEnum):
+    """Why a request was allowed or denied."""
+
+    OK = "ok"
+    TOKEN_MISSING = "token_missing"
+    TOKEN_DUPLICATED = "token_duplicated"
+    TOKEN_TOO_LONG = "token_too_long"
+    TOKEN_MALFORMED = "token_malformed"
+    ALG_NOT_ALLOWED = "alg_not_allowed"
+    SIGNATURE_INVALID = "signature_invalid"
+    CLAIMS_INVALID = "claims_invalid"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    BINDING_MISSING = "binding_missing"
+    BINDING_HEADER_MISSING = "binding_header_missing"
+    BINDING_HEADER_DUPLICATED = "binding_header_duplicated"
+    BINDING_MISMATCH = "binding_mismatch"
+    INTERNAL_ERROR = "internal_error"
+
+    @property
+    def is_binding_failure(self) -> bool:
+        return self in _BINDING_FAILURES
+
+
+_BINDING_FAILURES = frozenset(
+    {
+        Reason.BINDING_MISSING,
+        Reason.BINDING_HEADER_MISSING,
+        Reason.BINDING_HEADER_DUPLICATED,
+        Reason.BINDING_MISMATCH,
+    }
+)
+
+
+class Decision(StrEnum):
+    ALLOW = "allow"
+    DENY = "deny"
+    MONITOR = "monitor"
+    """The check failed, but its abort setting is off: allowed and logged."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    reason: Reason
+    decision: Decision
+    claims: Mapping[str, Any] | None = None
+    """The token's claims, present only when its signature verified."""
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision is not Decision.DENY
+
+
+class _Malformed(Exception):
+    """The token is not a strict compact JWS."""
+
+
+class Verifier:
+    """Checks Approov tokens against one HS256 secret; everything fixed at construction."""
+
+    def __init__(
+        self,
+        secret: bytes,
+        *,
+        leeway_seconds: int = 0,
+        issuer: str | None = None,
+        audience: str | None = None,
+        abort_on_invalid_token: bool = True,
+        abort_on_invalid_binding: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._secret = secret
+        self._algorithms = (_HS256,)
+        self._jws = jwt.PyJWS()
+        self._leeway = leeway_seconds
+        self._issuer = issuer
+        self._audience = audience
+        self._abort_on_invalid_token = abort_on_invalid_token
+        self._abort_on_invalid_binding = abort_on_invalid_binding
+        self._clock = clock
+
+    @classmethod
+    def from_settings(cls, settings: Settings, clock: Callable[[], float] = time.time) -> Verifier:
+        return cls(
+            settings.secret,
+            leeway_seconds=settings.leeway_seconds,
+            issuer=settings.issuer,
+            audience=settings.audience,
+            abort_on_invalid_token=settings.abort_on_invalid_token,
+            abort_on_invalid_binding=settings.abort_on_invalid_binding,
+            clock=clock,
+        )
+
+    @property
+    def ready(self) -> bool:
+        """True once a key to verify with is loaded."""
+        return bool(self._secret)
+
+    def check(self, credentials: Credentials, binding_mode: BindingMode) -> Verdict:
+        reason, claims = self._evaluate(credentials, binding_mode)
+        return Verdict(reason, self._decide(reason), claims)
+
+    def _decide(self, reason: Reason) -> Decision:
+        if reason is Reason.OK:
+            return Decision.ALLOW
+        if reason is Reason.INTERNAL_ERROR:
+            return Decision.DENY
+        aborts = (
+            self._abort_on_invalid_binding
+            if reason.is_binding_failure
+            else self._abort_on_invalid_token
+        )
+        return Decision.DENY if aborts else Decision.MONITOR
+
+    def _evaluate(
+        self, credentials: Credentials, binding_mode: BindingMode
+    ) -> tuple[Reason, Mapping[str, Any] | None]:
+        tokens = credentials.tokens
+        if len(tokens) > 1:
+            return Reason.TOKEN_DUPLICATED, None
+        if not tokens or not tokens[0]:
+            return Reason.TOKEN_MISSING, None
+        token = tokens[0]
+        if len(token) > MAX_TOKEN_BYTES:
+            return Reason.TOKEN_TOO_LONG, None
+        try:
+            header, claims = _parse_compact_jws(token)
+        except _Malformed:
+            return Reason.TOKEN_MALFORMED, None
+        if header.get("alg") not in self._algorithms:
+            return Reason.ALG_NOT_ALLOWED, None
+        if not _FORBIDDEN_HEADER_PARAMETERS.isdisjoint(header):
+            return Reason.TOKEN_MALFORMED, None
+        signature_problem = self._check_signature(token)
+        if signature_problem is not None:
+            return signature_problem, None
+        claims_problem = self._check_claims(claims)
+        if claims_problem is not None:
+            return claims_problem, claims
+        return self._check_binding(claims, credentials, binding_mode), claims
+
+    def _check_signature(self, token: bytes) -> Reason | None:
+        try:
+            self._jws.decode_complete(token, key=self._secret, algorithms=self._algorithms)
+        except jwt.InvalidSignatureError:
+            return Reason.SIGNATURE_INVALID
+        except jwt.InvalidAlgorithmError:
+            return Reason.ALG_NOT_ALLOWED
+        except jwt.DecodeError:
+            return Reason.TOKEN_MALFORMED
+        except jwt.InvalidTokenError:
+            return Reason.TOKEN_MALFORMED
+        return None
+
+    def _check_claims(self, claims: Mapping[str, Any]) -> Reason | None:
+        exp = claims.get("exp")
+        nbf = claims.get("nbf", 0)
+        if not (_is_timestamp(exp) and _is_timestamp(nbf)):
+            return Reason.CLAIMS_INVALID
+        if self._issuer is not None and claims.get("iss") != self._issuer:
+            return Reason.CLAIMS_INVALID
+        if self._audience is not None and not _audience_matches(claims.get("aud"), self._audience):
+            return Reason.CLAIMS_INVALID
+        now = self._clock()
+        if exp <= now - self._leeway:
+            return Reason.EXPIRED
+        if nbf > now + self._leeway:
+            return Reason.NOT_YET_VALID
+        return None
+
+    @staticmethod
+    def _check_binding(
+        claims: Mapping[str, Any], credentials: Credentials, binding_mode: BindingMode
+    ) -> Reason:
+        if binding_mode is BindingMode.OFF:
+            return Reason.OK
+        if "pay" not in claims:
+            return Reason.BINDING_MISSING if binding_mode is BindingMode.REQUIRED else Reason.OK
+        if credentials.binding_conflict:
+            return Reason.BINDING_HEADER_DUPLICATED
+        if credentials.binding_value is None:
+            return Reason.BINDING_HEADER_MISSING
+        pay = claims["pay"]
+        # The expected value is ASCII; a non-ASCII `str` would make compare_digest raise.
+        if not isinstance(pay, str) or not pay.isascii():
+            return Reason.BINDING_MISMATCH
+        expected = binding_pay(credentials.binding_value)
+        if hmac.compare_digest(pay.encode("ascii"), expected.encode("ascii")):
+            return Reason.OK
+        return Reason.BINDING_MISMATCH
+
+
+def binding_pay(binding_value: bytes) -> str:
+    """The `pay` claim that binds a token to `binding_value`."""
+    return base64.b64encode(hashlib.sha256(binding_value).digest()).decode("ascii")
+
+
+def _is_timestamp(value: object) -> TypeGuard[float]:
+    # `type(...) in` on purpose: bool is an int subclass and must not pass. NaN and the
+    # infinities fail the range test; a huge int is compared exactly, never made a float.
+    return type(value) in (int, float) and EARLIEST_TIMESTAMP <= value <= LATEST_TIMESTAMP  # type: ignore[operator]
+
+
+def _audience_matches(aud: object, audience: str) -> bool:
+    if isinstance(aud, str):
+        return aud == audience
+    return isinstance(aud, list) and audience in aud
+
+
+def _parse_compact_jws(token: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    if not _COMPACT_JWS.fullmatch(token):
+        raise _Malformed
+    header_segment, payload_segment, signature_segment = token.split(b".")
+    _decode_segment(signature_segment)
+    return (
+        _decode_json_object(_decode_segment(header_segment)),
+        _decode_json_object(_decode_segment(payload_segment)),
+    )
+
+
+def _decode_segment(segment: bytes) -> bytes:
+    try:
+        decoded = base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        raise _Malformed from None
+    # Only the canonical encoding: no stray trailing bits that make two spellings of one token.
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != segment:
+        raise _Malformed
+    return decoded
+
+
+def _decode_json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8")
+        if text.startswith("\ufeff"):
+            raise _Malformed
+        value = json.loads(
+            text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant
+        )
+    except (ValueError, RecursionError):
+        raise _Malformed from None
+    if not isinstance(value, dict):
+        raise _Malformed
+    return value
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate key")
+    return result
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")

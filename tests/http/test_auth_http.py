@@ -1,0 +1,354 @@
+"""The HTTP contract of /auth, /healthz and /readyz, through Falcon's TestClient."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import time
+from typing import Any
+
+import falcon.testing
+import pytest
+
+from authsvc.app import create_app
+from authsvc.config import BindingMode, Settings
+from authsvc.credentials import Credentials
+from authsvc.decisionlog import DecisionLog
+from authsvc.verify import Verdict, Verifier
+from tests.tokens import DUMMY_SECRET, DUMMY_SECRET_B64, OTHER_SECRET, bound_token, token
+
+AUTHORIZATION = "Bearer abc"
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "PROPFIND", "FOO"]
+
+
+class Service:
+    """An app under test with its decision log captured."""
+
+    def __init__(self, verifier: Verifier | None = None, **overrides: Any) -> None:
+        self.settings = dataclasses.replace(Settings(secret=DUMMY_SECRET), **overrides)
+        self.log = io.StringIO()
+        app = create_app(self.settings, verifier=verifier, decision_log=DecisionLog(self.log))
+        self.client = falcon.testing.TestClient(app)
+
+    def auth(
+        self,
+        tok: str | None,
+        authorization: str | None = AUTHORIZATION,
+        method: str = "GET",
+        path: str = "/auth",
+        headers: dict[str, str] | None = None,
+    ) -> falcon.testing.Result:
+        sent = dict(headers or {})
+        if tok is not None:
+            sent["Approov-Token"] = tok
+        if authorization is not None:
+            sent["Authorization"] = authorization
+        return self.client.simulate_request(method, path, headers=sent)
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.log.getvalue().splitlines()]
+
+
+@pytest.fixture
+def service() -> Service:
+    return Service()
+
+
+def valid() -> str:
+    return bound_token(AUTHORIZATION.encode(), did="device-1")
+
+
+# --- allow and deny, every method ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_valid_token_is_allowed_with_204_and_empty_body_for_every_method(
+    service: Service, method: str
+) -> None:
+    result = service.auth(valid(), method=method)
+    assert (result.status_code, result.content) == (204, b"")
+    assert result.headers["X-Approov-Reason"] == "ok"
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_invalid_token_is_denied_with_401_and_empty_body_for_every_method(
+    service: Service, method: str
+) -> None:
+    result = service.auth(bound_token(AUTHORIZATION.encode(), secret=OTHER_SECRET), method=method)
+    assert (result.status_code, result.content) == (401, b"")
+    assert result.headers["X-Approov-Reason"] == "signature_invalid"
+    assert "Content-Type" not in result.headers
+
+
+def test_allow_status_200_when_configured() -> None:
+    result = Service(allow_status=200).auth(valid())
+    assert (result.status_code, result.content) == (200, b"")
+
+
+def test_body_is_ignored() -> None:
+    result = Service().client.simulate_post(
+        "/auth",
+        headers={"Approov-Token": valid(), "Authorization": AUTHORIZATION},
+        body=b"x" * 5000,
+    )
+    assert result.status_code == 204
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ({}, "token_missing"),
+        ({"Approov-Token": ""}, "token_missing"),
+        ({"Approov-Token": "not.a.token"}, "token_malformed"),
+        ({"Approov-Token": "x" * 5000}, "token_too_long"),
+    ],
+)
+def test_deny_names_its_reason(service: Service, headers: dict[str, str], reason: str) -> None:
+    result = service.client.simulate_get("/auth", headers=headers)
+    assert (result.status_code, result.headers["X-Approov-Reason"]) == (401, reason)
+
+
+def test_token_header_sent_twice_is_denied(service: Service) -> None:
+    result = service.client.simulate_get(
+        "/auth",
+        headers=[
+            ("Approov-Token", valid()),
+            ("Approov-Token", valid()),
+            ("Authorization", AUTHORIZATION),
+        ],
+    )
+    assert (result.status_code, result.headers["X-Approov-Reason"]) == (401, "token_duplicated")
+
+
+def test_binding_header_sent_twice_with_different_values_is_denied(service: Service) -> None:
+    result = service.client.simulate_get(
+        "/auth",
+        headers=[
+            ("Approov-Token", valid()),
+            ("Authorization", AUTHORIZATION),
+            ("Authorization", "Bearer other"),
+        ],
+    )
+    assert result.headers["X-Approov-Reason"] == "binding_header_duplicated"
+
+
+def test_configured_header_names_are_used() -> None:
+    service = Service(token_header="X-Att", binding_headers=("X-Session",))
+    result = service.client.simulate_get(
+        "/auth", headers={"X-Att": bound_token(b"s1"), "X-Session": "s1"}
+    )
+    assert result.status_code == 204
+
+
+# --- caching headers for a proxy cache in front ------------------------------------------------
+
+
+def test_allow_is_cacheable_until_exp_and_varies_on_token_and_binding(service: Service) -> None:
+    result = service.auth(bound_token(AUTHORIZATION.encode(), ttl=120))
+    max_age = int(result.headers["Cache-Control"].removeprefix("max-age="))
+    assert 115 <= max_age <= 120
+    assert result.headers["Vary"] == "Approov-Token, Authorization"
+
+
+def test_allow_never_says_a_negative_max_age() -> None:
+    late = 2_000_000_000.0
+    service = Service()
+    app = create_app(service.settings, verifier=Verifier(DUMMY_SECRET), clock=lambda: late)
+    result = falcon.testing.TestClient(app).simulate_get(
+        "/auth", headers={"Approov-Token": valid(), "Authorization": AUTHORIZATION}
+    )
+    assert result.headers["Cache-Control"] == "max-age=0"
+
+
+def test_deny_is_never_cached(service: Service) -> None:
+    assert service.auth(None).headers["Cache-Control"] == "no-store"
+
+
+# --- forwarded claims ------------------------------------------------------------------------
+
+
+def test_allow_forwards_the_device_id_but_never_the_token(service: Service) -> None:
+    tok = valid()
+    result = service.auth(tok)
+    assert result.headers["X-Approov-Did"] == "device-1"
+    assert all(tok not in value for value in result.headers.values())
+
+
+@pytest.mark.parametrize("did", ["with space", "line\nbreak", "", "x" * 300, 42])
+def test_device_id_that_is_not_a_safe_header_value_is_not_forwarded(
+    service: Service, did: Any
+) -> None:
+    result = service.auth(bound_token(AUTHORIZATION.encode(), did=did))
+    assert result.status_code == 204
+    assert "X-Approov-Did" not in result.headers
+
+
+# --- per-location policy, chosen by nginx through the path -------------------------------------
+
+
+def test_binding_off_path_allows_a_token_without_binding_header(service: Service) -> None:
+    assert service.auth(token(), authorization=None, path="/auth/binding-off").status_code == 204
+
+
+def test_binding_required_path_denies_a_token_without_pay_whatever_the_default() -> None:
+    service = Service(binding_mode=BindingMode.OFF)
+    assert service.auth(token()).status_code == 204
+    result = service.auth(token(), path="/auth/binding-required")
+    assert (result.status_code, result.headers["X-Approov-Reason"]) == (401, "binding_missing")
+
+
+def test_binding_if_present_path_allows_a_token_without_pay(service: Service) -> None:
+    assert service.auth(token(), path="/auth/binding-if-present").status_code == 204
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Original-URI": "/auth/binding-off"},
+        {"X-Approov-Policy": "off"},
+        {"X-Forwarded-Prefix": "/auth/binding-off"},
+        {"X-Original-URL": "http://x/auth/binding-off"},
+    ],
+)
+def test_client_headers_cannot_weaken_the_policy(service: Service, headers: dict[str, str]) -> None:
+    result = service.auth(token(), headers=headers)
+    assert (result.status_code, result.headers["X-Approov-Reason"]) == (401, "binding_missing")
+
+
+@pytest.mark.parametrize("path", ["/auth/", "/auth/off", "/auth/binding-none", "/authz", "/"])
+def test_unknown_paths_are_not_found(service: Service, path: str) -> None:
+    assert service.auth(valid(), path=path).status_code == 404
+
+
+# --- monitor mode ------------------------------------------------------------------------------
+
+
+def test_monitor_mode_allows_an_invalid_token_and_says_why() -> None:
+    service = Service(abort_on_invalid_token=False)
+    result = service.auth(bound_token(AUTHORIZATION.encode(), secret=OTHER_SECRET, did="d"))
+    assert (result.status_code, result.headers["X-Approov-Reason"]) == (204, "signature_invalid")
+    assert result.headers["Cache-Control"] == "no-store"
+    assert "X-Approov-Did" not in result.headers
+    assert service.lines()[-1]["decision"] == "monitor"
+
+
+def test_binding_monitor_mode_allows_a_binding_mismatch_but_not_an_expired_token() -> None:
+    service = Service(abort_on_invalid_binding=False)
+    assert service.auth(valid(), authorization="Bearer other").status_code == 204
+    assert service.auth(bound_token(AUTHORIZATION.encode(), ttl=-10)).status_code == 401
+
+
+# --- robustness -------------------------------------------------------------------------------
+
+
+class ExplodingVerifier(Verifier):
+    def check(self, credentials: Credentials, binding_mode: BindingMode) -> Verdict:
+        raise ZeroDivisionError(credentials.tokens[0].decode())
+
+
+def test_unexpected_error_in_verification_is_a_logged_deny_not_a_500() -> None:
+    service = Service(verifier=ExplodingVerifier(DUMMY_SECRET))
+    tok = valid()
+    result = service.auth(tok)
+    assert (result.status_code, result.headers["X-Approov-Reason"]) == (401, "internal_error")
+    (line,) = service.lines()
+    assert line["error"] == "ZeroDivisionError"
+    assert tok not in service.log.getvalue()
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["\u00e9\u00ff", "a\tb", "Bearer " + "\u00ff" * 3, "x" * 20_000, "\u0080"],
+)
+def test_unusual_header_bytes_get_401_not_an_error(service: Service, value: str) -> None:
+    for name in ("Approov-Token", "Authorization", "X-Original-URI", "X-Request-ID"):
+        result = service.client.simulate_get("/auth", headers={name: value})
+        assert result.status_code == 401
+
+
+# --- health ----------------------------------------------------------------------------------
+
+
+def test_healthz_answers_200_without_touching_the_verifier() -> None:
+    service = Service(verifier=ExplodingVerifier(DUMMY_SECRET))
+    assert service.client.simulate_get("/healthz").status_code == 200
+    assert service.client.simulate_head("/healthz").status_code == 200
+
+
+def test_readyz_is_200_once_a_key_is_loaded(service: Service) -> None:
+    assert service.client.simulate_get("/readyz").status_code == 200
+
+
+def test_readyz_is_503_without_a_key() -> None:
+    assert Service(verifier=Verifier(b"")).client.simulate_get("/readyz").status_code == 503
+
+
+# --- the decision log -------------------------------------------------------------------------
+
+
+def test_one_json_line_per_decision_with_nginx_context(service: Service) -> None:
+    tok = valid()
+    service.auth(
+        tok,
+        method="POST",
+        headers={
+            "X-Original-Method": "PUT",
+            "X-Original-URI": "/api/items?id=1",
+            "X-Request-ID": "r-1",
+        },
+    )
+    service.auth(None, path="/auth/binding-off")
+    allow, deny = service.lines()
+    assert {
+        k: allow[k] for k in ("decision", "reason", "policy", "method", "uri", "request_id", "did")
+    } == {
+        "decision": "allow",
+        "reason": "ok",
+        "policy": "required",
+        "method": "PUT",
+        "uri": "/api/items?id=1",
+        "request_id": "r-1",
+        "did": "device-1",
+    }
+    assert isinstance(allow["exp"], int)
+    assert allow["latency_ms"] >= 0
+    assert time.time() - 5 < time.mktime(time.strptime(allow["time"][:19], "%Y-%m-%dT%H:%M:%S"))
+    assert (deny["decision"], deny["reason"], deny["policy"], deny["method"], deny["uri"]) == (
+        "deny",
+        "token_missing",
+        "off",
+        "GET",
+        "/auth/binding-off",
+    )
+
+
+def test_ingress_style_original_url_is_logged(service: Service) -> None:
+    service.auth(None, headers={"X-Original-URL": "https://api.example.com/v1/x"})
+    assert service.lines()[0]["uri"] == "https://api.example.com/v1/x"
+
+
+def test_log_never_holds_the_token_the_secret_or_the_authorization_value(
+    service: Service,
+) -> None:
+    secret_authorization = "Bearer very-secret-session"
+    tok = bound_token(secret_authorization.encode())
+    service.auth(tok, authorization=secret_authorization)
+    service.auth(tok, authorization="Bearer wrong")
+    text = service.log.getvalue()
+    assert len(service.lines()) == 2
+    for secret in (
+        tok,
+        tok.split(".")[1],
+        tok.split(".")[2],
+        DUMMY_SECRET_B64,
+        "very-secret-session",
+    ):
+        assert secret not in text
+
+
+def test_logging_disabled_writes_nothing() -> None:
+    service = Service(logging_enabled=False)
+    service.auth(valid())
+    service.auth(None)
+    assert service.log.getvalue() == ""

@@ -1,0 +1,115 @@
+"""Property tests: for arbitrary input the verifier returns a verdict and the app allows or 401s."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from authsvc.app import Message, create_app
+from authsvc.config import BindingMode, Settings
+from authsvc.credentials import Credentials
+from authsvc.decisionlog import DecisionLog
+from authsvc.verify import Reason, Verdict, Verifier
+from tests.tokens import DUMMY_SECRET, sign
+
+VERIFIER = Verifier(DUMMY_SECRET)
+BASE64URL = st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/. ")
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+jwt_shaped = st.one_of(
+    st.binary(max_size=300),
+    st.lists(BASE64URL, min_size=1, max_size=6).map(".".join).map(str.encode),
+    st.tuples(st.binary(max_size=80), st.binary(max_size=80), st.binary(max_size=40)).map(
+        lambda parts: ".".join(b64(p) for p in parts).encode()
+    ),
+    st.tuples(
+        st.dictionaries(st.sampled_from(["alg", "typ", "kid", "crit", "b64"]), JSON_VALUES),
+        st.dictionaries(st.sampled_from(["exp", "nbf", "pay", "did", "iss", "aud"]), JSON_VALUES),
+    ).map(lambda hp: sign(json.dumps(hp[0]).encode(), json.dumps(hp[1]).encode()).encode()),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    tokens=st.lists(jwt_shaped, max_size=3),
+    binding=st.none() | st.binary(max_size=50),
+    conflict=st.booleans(),
+    mode=st.sampled_from(BindingMode),
+)
+def test_verifier_returns_a_verdict_for_any_input_and_never_raises(
+    tokens: list[bytes], binding: bytes | None, conflict: bool, mode: BindingMode
+) -> None:
+    verdict = VERIFIER.check(Credentials(tuple(tokens), binding, conflict), mode)
+    assert isinstance(verdict, Verdict)
+    assert verdict.reason is not Reason.INTERNAL_ERROR
+
+
+HEADER_NAMES = st.sampled_from(
+    [
+        b"approov-token",
+        b"authorization",
+        b"x-original-uri",
+        b"x-original-method",
+        b"x-request-id",
+        b"content-length",
+        b"x-other",
+    ]
+)
+APP = create_app(Settings(secret=DUMMY_SECRET), decision_log=DecisionLog(io.StringIO()))
+
+
+async def call_app(path: str, method: str, headers: list[tuple[bytes, bytes]]) -> int:
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("x", 80),
+    }
+    await asyncio.wait_for(APP(scope, receive, send), timeout=2)
+    status: int = sent[0]["status"]
+    return status
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    headers=st.lists(st.tuples(HEADER_NAMES, st.binary(max_size=200)), max_size=8),
+    method=st.sampled_from(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "FOO"]),
+    path=st.sampled_from(["/auth", "/auth/binding-off", "/auth/binding-required"]),
+)
+def test_app_answers_allow_or_401_for_any_header_bytes(
+    headers: list[tuple[bytes, bytes]], method: str, path: str
+) -> None:
+    assert asyncio.run(call_app(path, method, headers)) == 401

@@ -1,0 +1,59 @@
+"""Test tokens built by hand (hmac + base64), independently of the code under test."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+DUMMY_SECRET_B64 = (
+    "h+CX0tOzdAAR9l15bWAqvq7w9olk66daIH+Xk+IAHhVVHszjDzeGobzNnqyRze3lw/WVyWrc2gZfh3XXfBOmww=="
+)
+DUMMY_SECRET = base64.b64decode(DUMMY_SECRET_B64)
+OTHER_SECRET = hashlib.sha512(b"another account's secret").digest()
+HS256_HEADER = {"alg": "HS256", "typ": "JWT"}
+
+
+def b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def pay_for(binding_value: bytes) -> str:
+    """`pay` as Approov computes it: standard base64, padded, of sha256 of the value."""
+    return base64.b64encode(hashlib.sha256(binding_value).digest()).decode("ascii")
+
+
+def json_bytes(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def sign(
+    header: dict[str, Any] | bytes,
+    payload: dict[str, Any] | bytes,
+    secret: bytes = DUMMY_SECRET,
+    digest: str = "sha256",
+) -> str:
+    """A compact JWS over the given header and payload (dicts, or raw bytes as-is)."""
+    header_bytes = header if isinstance(header, bytes) else json_bytes(header)
+    payload_bytes = payload if isinstance(payload, bytes) else json_bytes(payload)
+    signing_input = b64url(header_bytes) + b"." + b64url(payload_bytes)
+    signature = hmac.new(secret, signing_input, digest).digest()
+    return (signing_input + b"." + b64url(signature)).decode("ascii")
+
+
+def token(
+    secret: bytes = DUMMY_SECRET,
+    header: dict[str, Any] | None = None,
+    ttl: float = 300,
+    **claims: Any,
+) -> str:
+    """A valid Approov-shaped token: `exp` in `ttl` seconds unless given in `claims`."""
+    body: dict[str, Any] = {"exp": int(time.time() + ttl), **claims}
+    return sign(header or HS256_HEADER, body, secret)
+
+
+def bound_token(binding_value: bytes = b"Bearer abc", **claims: Any) -> str:
+    return token(pay=pay_for(binding_value), **claims)

@@ -1,0 +1,179 @@
+"""Configuration: built from a mapping, every problem reported at once, secrets never shown."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from authsvc.config import BindingMode, ConfigError, Settings
+from tests.tokens import DUMMY_SECRET, DUMMY_SECRET_B64
+
+BASE = {"APPROOV_BASE64_SECRET": DUMMY_SECRET_B64}
+
+
+def problems(env: dict[str, str]) -> tuple[str, ...]:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(env)
+    return raised.value.problems
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    assert Settings.from_env(BASE) == Settings(
+        secret=DUMMY_SECRET,
+        token_header="Approov-Token",
+        binding_headers=("Authorization",),
+        binding_mode=BindingMode.REQUIRED,
+        abort_on_invalid_token=True,
+        abort_on_invalid_binding=True,
+        logging_enabled=True,
+        allow_status=204,
+        leeway_seconds=0,
+        issuer=None,
+        audience=None,
+    )
+
+
+@pytest.mark.parametrize("value", [None, "", "   "])
+def test_missing_secret_is_a_config_error(value: str | None) -> None:
+    env = {} if value is None else {"APPROOV_BASE64_SECRET": value}
+    (problem,) = problems(env)
+    assert problem.startswith("APPROOV_BASE64_SECRET is not set")
+
+
+def test_secret_shorter_than_32_bytes_is_a_config_error() -> None:
+    short = base64.b64encode(b"x" * 31).decode()
+    (problem,) = problems({"APPROOV_BASE64_SECRET": short})
+    assert "31 bytes" in problem
+
+
+@pytest.mark.parametrize("value", ["not base64!", "abc$", "====", "YWJj\x00"])
+def test_secret_that_is_not_base64_is_a_config_error(value: str) -> None:
+    (problem,) = problems({"APPROOV_BASE64_SECRET": value})
+    assert "not valid base64" in problem
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        DUMMY_SECRET_B64,
+        DUMMY_SECRET_B64.rstrip("="),
+        base64.urlsafe_b64encode(DUMMY_SECRET).decode(),
+        base64.urlsafe_b64encode(DUMMY_SECRET).decode().rstrip("="),
+        f"  {DUMMY_SECRET_B64}\n",
+    ],
+)
+def test_secret_is_accepted_in_standard_or_url_safe_base64_padded_or_not(spelling: str) -> None:
+    assert Settings.from_env({"APPROOV_BASE64_SECRET": spelling}).secret == DUMMY_SECRET
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    found = problems(
+        {
+            "APPROOV_TOKEN_BINDING": "maybe",
+            "APPROOV_ALLOW_STATUS": "302",
+            "APPROOV_LEEWAY_SECONDS": "-1",
+            "APPROOV_LOGGING_ENABLED": "sometimes",
+            "APPROOV_TOKEN_HEADER": "Approov Token",
+        }
+    )
+    named = sorted(problem.split()[0].rstrip(":") for problem in found)
+    assert named == [
+        "APPROOV_ALLOW_STATUS",
+        "APPROOV_BASE64_SECRET",
+        "APPROOV_LEEWAY_SECONDS",
+        "APPROOV_LOGGING_ENABLED",
+        "APPROOV_TOKEN_BINDING",
+        "APPROOV_TOKEN_HEADER",
+    ]
+    assert str(ConfigError(list(found))).startswith("configuration has 6 problems:")
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("true", True),
+        ("TRUE", True),
+        ("1", True),
+        ("Yes", True),
+        ("false", False),
+        ("False", False),
+        ("0", False),
+        ("NO", False),
+    ],
+)
+def test_booleans_accept_true_false_1_0_yes_no_in_any_case(text: str, value: bool) -> None:
+    settings = Settings.from_env({**BASE, "APPROOV_ABORT_REQUEST_ON_INVALID_TOKEN": text})
+    assert settings.abort_on_invalid_token is value
+
+
+@pytest.mark.parametrize("text", ["on", "off", "2", "y", "enabled"])
+def test_any_other_boolean_spelling_is_a_config_error(text: str) -> None:
+    (problem,) = problems({**BASE, "APPROOV_ABORT_REQUEST_ON_INVALID_TOKEN_BINDING": text})
+    assert problem.startswith("APPROOV_ABORT_REQUEST_ON_INVALID_TOKEN_BINDING:")
+
+
+def test_binding_headers_are_an_ordered_comma_separated_list() -> None:
+    settings = Settings.from_env(
+        {**BASE, "APPROOV_TOKEN_BINDING_HEADER": "Authorization, X-Session"}
+    )
+    assert settings.binding_headers == ("Authorization", "X-Session")
+
+
+@pytest.mark.parametrize("value", ["Authorization,authorization", "A,,B", "Bad Header"])
+def test_binding_header_list_with_repeats_or_invalid_names_is_a_config_error(value: str) -> None:
+    assert problems({**BASE, "APPROOV_TOKEN_BINDING_HEADER": value})
+
+
+def test_token_header_cannot_also_be_a_binding_header() -> None:
+    (problem,) = problems({**BASE, "APPROOV_TOKEN_BINDING_HEADER": "approov-token"})
+    assert "cannot be bound to itself" in problem
+
+
+@pytest.mark.parametrize(
+    ("text", "mode"),
+    [
+        ("required", BindingMode.REQUIRED),
+        ("if-present", BindingMode.IF_PRESENT),
+        ("OFF", BindingMode.OFF),
+    ],
+)
+def test_binding_mode_values(text: str, mode: BindingMode) -> None:
+    assert Settings.from_env({**BASE, "APPROOV_TOKEN_BINDING": text}).binding_mode is mode
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"), [("200", True), ("204", True), ("201", False), ("401", False), ("2O4", False)]
+)
+def test_allow_status_is_200_or_204_only(text: str, ok: bool) -> None:
+    env = {**BASE, "APPROOV_ALLOW_STATUS": text}
+    if ok:
+        assert Settings.from_env(env).allow_status == int(text)
+    else:
+        assert problems(env)
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [("0", True), ("300", True), ("301", False), ("1.5", False), ("-1", False), ("\u0665", False)],
+)
+def test_leeway_is_whole_seconds_up_to_five_minutes(text: str, ok: bool) -> None:
+    env = {**BASE, "APPROOV_LEEWAY_SECONDS": text}
+    if ok:
+        assert Settings.from_env(env).leeway_seconds == int(text)
+    else:
+        assert problems(env)
+
+
+def test_issuer_and_audience_are_read_when_set() -> None:
+    settings = Settings.from_env({**BASE, "APPROOV_ISSUER": "approov", "APPROOV_AUDIENCE": "api"})
+    assert (settings.issuer, settings.audience) == ("approov", "api")
+
+
+def test_secret_never_appears_in_repr_or_summary() -> None:
+    settings = Settings.from_env(BASE)
+    shown = repr(settings) + settings.summary()
+    assert DUMMY_SECRET_B64 not in shown
+    assert DUMMY_SECRET_B64.rstrip("=")[:16] not in shown
+    assert repr(DUMMY_SECRET)[2:20] not in shown
+    assert settings.summary().startswith("ok: secret=HS256 (64 bytes, sha256:")
