@@ -50,8 +50,9 @@ def test_missing_dot_env_is_fine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert load_environment()["APPROOV_TOKEN_HEADER"] == "X-T"
 
 
-@pytest.mark.parametrize("argv", [[], ["serve", "--workers", "0"], ["serve", "--workers", "x"],
-                                  ["nonsense"]])
+@pytest.mark.parametrize(
+    "argv", [[], ["serve", "--workers", "0"], ["serve", "--workers", "x"], ["nonsense"]]
+)
 def test_usage_errors_exit_2(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as raised:
         main(argv, env={})
