@@ -1,0 +1,1 @@
+"""The one-command demo: a backend, authsvc and nginx with the example site, on loopback."""

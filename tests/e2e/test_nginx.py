@@ -1,0 +1,477 @@
+"""End to end through a real nginx running the shipped files, the real server and a backend."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from demo import nginx
+from tests.e2e.servers import Authsvc, Backend, Nginx, free_port
+from tests.tokens import OTHER_SECRET, bound_token, token
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("nginx_available")]
+
+AUTHORIZATION = "Bearer user-session-1"
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+INGRESS_AUTH_HOST = "authsvc.approov.svc.cluster.local"
+SHIPPED = Path(__file__).resolve().parents[2] / "nginx"
+
+# A server shaped like the one ingress-nginx generates for `auth-url` (+ `auth-method: GET`,
+# `auth-response-headers: X-Approov-Did`): its own auth location, no snippet of ours.
+INGRESS_SITE = """
+    server {{
+        listen 127.0.0.1:{port};
+        server_name _;
+        location = /_external-auth-Lw-Prefix {{
+            internal;
+            proxy_pass_request_body     off;
+            proxy_set_header            Content-Length          "";
+            proxy_method                GET;
+            proxy_set_header            X-Original-URI          $request_uri;
+            proxy_set_header            X-Scheme                $scheme;
+            proxy_set_header            Host                    {auth_host};
+            proxy_set_header            X-Original-URL          $scheme://$http_host$request_uri;
+            proxy_set_header            X-Original-Method       $request_method;
+            proxy_set_header            X-Sent-From             "nginx-ingress-controller";
+            proxy_set_header            X-Real-IP               $remote_addr;
+            proxy_set_header            X-Forwarded-For         $remote_addr;
+            proxy_set_header            X-Auth-Request-Redirect $request_uri;
+            proxy_buffering             off;
+            proxy_http_version          1.1;
+            proxy_pass_request_headers  on;
+            client_max_body_size        1m;
+            set $target http://127.0.0.1:{authsvc}/auth;
+            proxy_pass $target;
+        }}
+        location / {{
+            auth_request        /_external-auth-Lw-Prefix;
+            auth_request_set    $authHeader0 $upstream_http_x_approov_did;
+            proxy_set_header    X-Approov-Did $authHeader0;
+            proxy_pass http://127.0.0.1:{backend};
+        }}
+    }}
+"""
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Client:
+    """One keep-alive connection to nginx."""
+
+    def __init__(self, port: int) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> Reply:
+        self.connection.request(method, path, body=body, headers=headers or {})
+        response = self.connection.getresponse()
+        return Reply(response.status, dict(response.getheaders()), response.read())
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def send(
+    port: int,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+) -> Reply:
+    """One request on a fresh connection."""
+    client = Client(port)
+    try:
+        return client.send(method, path, headers, body)
+    finally:
+        client.close()
+
+
+def backend_requests(backend: Backend) -> int:
+    count: int = send(backend.port, "GET", "/__stats").json()["requests"]
+    return count
+
+
+class Stack:
+    """backend + authsvc + nginx (example site and an ingress-shaped site)."""
+
+    def __init__(self, root: Path, authsvc_port: int | None = None) -> None:
+        self.backend = Backend(root).start()
+        self.authsvc = Authsvc(root, port=authsvc_port).start()
+        self.ingress_port = free_port()
+        ports = nginx.Ports(free_port(), self.authsvc.port, self.backend.port)
+        site = INGRESS_SITE.format(
+            port=self.ingress_port,
+            auth_host=INGRESS_AUTH_HOST,
+            authsvc=self.authsvc.port,
+            backend=self.backend.port,
+        )
+        self.nginx = Nginx(root / "nginx", ports, site).start()
+
+    def client(self, port: int | None = None) -> Client:
+        return Client(port or self.nginx.ports.nginx)
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+        port: int | None = None,
+    ) -> Reply:
+        return send(port or self.nginx.ports.nginx, method, path, headers, body)
+
+    def backend_requests(self) -> int:
+        return backend_requests(self.backend)
+
+    def stop(self) -> None:
+        for process in (self.nginx, self.authsvc, self.backend):
+            process.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = Stack(tmp_path_factory.mktemp("stack"))
+    yield running
+    running.stop()
+
+
+def approov(tok: str | None = None, authorization: str | None = AUTHORIZATION) -> dict[str, str]:
+    """Headers of an app call: a token bound to `authorization` unless one is given."""
+    headers = {"Approov-Token": tok if tok is not None else valid_token()}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    return headers
+
+
+def valid_token(**claims: Any) -> str:
+    return bound_token(AUTHORIZATION.encode(), **{"did": "device-42", **claims})
+
+
+# --- static checks of every shipped file -----------------------------------------------------
+
+
+def test_shipped_configs_pass_nginx_t(tmp_path: Path) -> None:
+    nginx.render(tmp_path, nginx.Ports(free_port(), free_port(), free_port()))
+    result = subprocess.run(
+        nginx.command(tmp_path, "-t"), capture_output=True, text=True, check=False, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr
+
+
+def test_shipped_configs_have_no_gixy_findings(tmp_path: Path) -> None:
+    main = nginx.render(tmp_path, nginx.Ports(free_port(), free_port(), free_port()))
+    gixy = Path(sys.executable).with_name("gixy")
+    result = subprocess.run(
+        [str(gixy), "--format", "json", str(main)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    findings = json.loads(result.stdout)
+    assert findings == [], json.dumps(findings, indent=1)
+
+
+def _locations(conf: str) -> Iterator[tuple[str, str]]:
+    """(location header, body) of each top-level location in a shipped file (no nesting)."""
+    for match in re.finditer(r"location\s+([^{]+)\{((?:[^{}]|\{[^{}]*\})*)\}", conf):
+        yield match.group(1).strip(), match.group(2)
+
+
+def test_no_protected_location_in_the_example_uses_return() -> None:
+    """`return` runs in the rewrite phase, before auth_request: it would skip the check."""
+    protected = 0
+    for name, body in _locations((SHIPPED / "example.conf").read_text()):
+        if "auth_request off;" in body:
+            continue
+        protected += 1
+        assert not re.search(r"^\s*return\b", body, re.M), f"location {name} returns before auth"
+    assert protected >= 3
+
+
+# --- allow: the request reaches the backend intact -------------------------------------------
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_valid_token_reaches_the_backend_with_method_path_and_query(
+    stack: Stack, method: str
+) -> None:
+    reply = stack.send(method, "/api/items/7?colour=red&size=2", approov())
+    assert reply.status == 200
+    if method != "HEAD":
+        seen = reply.json()
+        assert (seen["method"], seen["path"], seen["query"]) == (
+            method,
+            "/api/items/7",
+            "colour=red&size=2",
+        )
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+@pytest.mark.parametrize("size", [0, 1, 65_536, 10 * 1024 * 1024])
+def test_request_body_reaches_the_backend_byte_for_byte(
+    stack: Stack, method: str, size: int
+) -> None:
+    body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    reply = stack.send(method, "/api/upload", approov(), body)
+    assert reply.status == 200
+    seen = reply.json()
+    assert (seen["body_bytes"], seen["body_sha256"]) == (size, hashlib.sha256(body).hexdigest())
+
+
+def test_verified_device_id_reaches_the_backend_and_a_client_sent_one_is_replaced(
+    stack: Stack,
+) -> None:
+    reply = stack.send("GET", "/api/me", {**approov(), "X-Approov-Did": "forged-device"})
+    assert reply.json()["approov_did"] == ["device-42"]
+
+
+def test_client_sent_device_id_is_dropped_when_the_token_has_none(stack: Stack) -> None:
+    tok = bound_token(AUTHORIZATION.encode())
+    reply = stack.send("GET", "/api/me", {**approov(tok), "X-Approov-Did": "forged-device"})
+    assert reply.json()["approov_did"] == []
+
+
+# --- deny: 401 and the backend never sees the request -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("case", "headers"),
+    [
+        ("missing token", {"Authorization": AUTHORIZATION}),
+        ("invalid signature", approov(bound_token(AUTHORIZATION.encode(), secret=OTHER_SECRET))),
+        ("expired", approov(bound_token(AUTHORIZATION.encode(), ttl=-60))),
+        ("malformed", approov("not-a-token")),
+        ("wrongly bound", approov(bound_token(b"Bearer someone-else"))),
+        ("binding header missing", approov(authorization=None)),
+        ("control byte in the token", approov("a\x01b")),
+        ("non-ASCII in the token", approov("\u00e9\u00ff")),
+    ],
+)
+@pytest.mark.parametrize("method", METHODS)
+def test_denied_request_gets_401_and_never_reaches_the_backend(
+    stack: Stack, case: str, headers: dict[str, str], method: str
+) -> None:
+    before = stack.backend_requests()
+    body = b"payload" if method in {"POST", "PUT", "PATCH"} else None
+    reply = stack.send(method, "/api/items", headers, body)
+    assert reply.status == 401, case
+    if method != "HEAD":
+        assert reply.json() == {"error": "unauthorized", "request_id": reply.json()["request_id"]}
+    assert stack.backend_requests() == before
+
+
+def test_denial_body_is_ours_not_the_backend_response(stack: Stack) -> None:
+    reply = stack.send("GET", "/api/items", {"Authorization": AUTHORIZATION})
+    assert reply.headers["Content-Type"] == "application/json"
+    assert b"request" not in reply.body.replace(b"request_id", b"")
+
+
+# --- policies per location ---------------------------------------------------------------------
+
+
+def test_login_location_accepts_a_token_without_authorization(stack: Stack) -> None:
+    reply = stack.send("POST", "/login", approov(token(), authorization=None), b"user=1")
+    assert (reply.status, reply.json()["path"]) == (200, "/login")
+
+
+def test_login_location_still_needs_a_valid_token(stack: Stack) -> None:
+    assert stack.send("POST", "/login", {}, b"user=1").status == 401
+
+
+def test_binding_location_denies_a_token_without_authorization(stack: Stack) -> None:
+    assert stack.send("GET", "/api/items", approov(token(), authorization=None)).status == 401
+
+
+def test_default_location_uses_authsvcs_default_policy(stack: Stack) -> None:
+    assert stack.send("GET", "/anything", approov()).status == 200
+    assert stack.send("GET", "/anything", approov(token())).status == 401  # no pay: required
+
+
+def test_open_locations_need_no_token(stack: Stack) -> None:
+    assert stack.send("GET", "/healthz").status == 200
+    assert stack.send("GET", "/public/info").status == 200
+
+
+def test_internal_auth_locations_cannot_be_called_by_a_client(stack: Stack) -> None:
+    for path in ("/_approov/auth", "/_approov/auth/binding-off"):
+        assert stack.send("GET", path, approov()).status in {401, 404}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Original-URI": "/_approov/auth/binding-off"},
+        {"X-Approov-Policy": "off"},
+        {"X-Original-URL": "http://x/login"},
+    ],
+)
+def test_client_headers_cannot_weaken_the_policy(stack: Stack, headers: dict[str, str]) -> None:
+    assert stack.send("GET", "/api/items", {**approov(token()), **headers}).status == 401
+
+
+# --- keep-alive load: no 5xx, no hang ---------------------------------------------------------
+
+
+def test_1000_mixed_requests_on_4_keepalive_connections_get_no_5xx_and_no_hang(
+    stack: Stack,
+) -> None:
+    before = stack.backend_requests()
+    allowed_headers, denied_headers = approov(), approov(bound_token(b"Bearer other"))
+    statuses: Counter[int] = Counter()
+    allowed_sent = 0
+    clients = [stack.client() for _ in range(4)]
+    started = time.monotonic()
+    try:
+        for i in range(1000):
+            allow = i % 3 != 0
+            method = METHODS[i % len(METHODS)]
+            body = b"b" * (i % 50) if method in {"POST", "PUT", "PATCH"} else None
+            reply = clients[i % 4].send(
+                method, f"/api/items?i={i}", allowed_headers if allow else denied_headers, body
+            )
+            statuses[reply.status] += 1
+            allowed_sent += allow
+            assert reply.status == (200 if allow else 401), (i, reply)
+    finally:
+        for client in clients:
+            client.close()
+    assert time.monotonic() - started < 60
+    assert statuses == Counter({200: allowed_sent, 401: 1000 - allowed_sent})
+    assert stack.backend_requests() - before == allowed_sent
+
+
+# --- nginx's access log ----------------------------------------------------------------------
+
+
+def test_access_log_records_the_approov_reason_and_request_id(stack: Stack) -> None:
+    reply = stack.send("GET", "/api/log-check", approov(bound_token(b"Bearer x")))
+    request_id = reply.json()["request_id"]
+    deadline = time.monotonic() + 5
+    while f"request_id={request_id}" not in stack.nginx.access_log():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    line = next(x for x in stack.nginx.access_log().splitlines() if request_id in x)
+    assert "approov=binding_mismatch" in line
+    assert "auth_status=401" in line
+
+
+# --- ingress-nginx-shaped auth location --------------------------------------------------------
+
+
+def test_ingress_shaped_auth_url_allows_and_denies(stack: Stack) -> None:
+    port = stack.ingress_port
+    allowed = stack.send("POST", "/v1/orders?x=1", approov(), b"order", port=port)
+    assert allowed.status == 200
+    assert allowed.json()["approov_did"] == ["device-42"]
+    before = stack.backend_requests()
+    assert stack.send("POST", "/v1/orders", approov("bad"), b"order", port=port).status == 401
+    assert stack.send("GET", "/v1/orders", {}, port=port).status == 401
+    assert stack.backend_requests() == before
+
+
+def test_ingress_shaped_request_is_logged_with_the_original_url_and_method(
+    stack: Stack,
+) -> None:
+    stack.send("DELETE", "/v1/ingress-log-check", approov(), port=stack.ingress_port)
+    # ingress-nginx sends X-Original-URI too when auth-method is set; it is the one logged.
+    expected = '"method": "DELETE", "uri": "/v1/ingress-log-check"'
+    deadline = time.monotonic() + 5
+    while expected not in stack.authsvc.log_text():
+        assert time.monotonic() < deadline, stack.authsvc.log_text()[-2000:]
+        time.sleep(0.05)
+
+
+# --- failures: fail closed --------------------------------------------------------------------
+
+
+def test_authsvc_down_gives_503_then_allows_again_after_restart_without_reloading_nginx(
+    tmp_path: Path,
+) -> None:
+    stack = Stack(tmp_path)
+    try:
+        assert stack.send("GET", "/api/x", approov()).status == 200
+        stack.authsvc.stop()
+        before = stack.backend_requests()
+        down = stack.send("POST", "/api/x", approov(), b"data")
+        assert down.status == 503
+        assert down.headers["Retry-After"] == "5"
+        assert down.json()["error"] == "authentication_unavailable"
+        assert stack.backend_requests() == before
+        assert stack.send("GET", "/public/x").status == 200
+        restarted = Authsvc(tmp_path, port=stack.authsvc.port).start()
+        try:
+            assert stack.send("GET", "/api/x", approov()).status == 200
+        finally:
+            restarted.stop()
+    finally:
+        stack.stop()
+
+
+class _StubAuth(BaseHTTPRequestHandler):
+    """An auth server that answers what the test asks of it, or nothing at all."""
+
+    status = 500
+    delay = 0.0
+
+    def do_GET(self) -> None:
+        time.sleep(self.delay)
+        self.send_response(self.status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.mark.parametrize(
+    ("status", "delay"), [(500, 0.0), (502, 0.0), (404, 0.0), (302, 0.0), (204, 5.0)]
+)
+def test_unexpected_or_slow_authsvc_answer_gives_503_and_never_reaches_the_backend(
+    tmp_path: Path, status: int, delay: float
+) -> None:
+    handler = type("Stub", (_StubAuth,), {"status": status, "delay": delay})
+    stub = HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=stub.serve_forever, daemon=True).start()
+    backend = Backend(tmp_path).start()
+    ports = nginx.Ports(free_port(), stub.server_address[1], backend.port)
+    proxy = Nginx(tmp_path / "nginx", ports).start()
+    try:
+        started = time.monotonic()
+        reply = send(ports.nginx, "GET", "/api/x", approov())
+        assert reply.status == 503
+        assert time.monotonic() - started < 8
+        assert backend_requests(backend) == 0
+    finally:
+        proxy.stop()
+        backend.stop()
+        stub.shutdown()
+        stub.server_close()
