@@ -4,6 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
+# Ports of the demo (nginx, authsvc, demo backend), all on 127.0.0.1.
+DEMO_PORT ?= 8080
+AUTHSVC_PORT ?= 8002
+BACKEND_PORT ?= 8081
+
 .PHONY: test lint typecheck pytest demo lock clean
 
 test: lint typecheck pytest
@@ -14,9 +19,13 @@ $(INSTALLED): requirements-dev.lock pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
+demo: $(INSTALLED)
+	@$(BIN)/python -m demo --port $(DEMO_PORT) --authsvc-port $(AUTHSVC_PORT) \
+		--backend-port $(BACKEND_PORT)
+
 lint: $(INSTALLED)
-	$(BIN)/ruff check authsvc tests
-	$(BIN)/ruff format --check authsvc tests
+	$(BIN)/ruff check authsvc tests demo
+	$(BIN)/ruff format --check authsvc tests demo
 
 typecheck: $(INSTALLED)
 	$(BIN)/mypy

@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
 
+# Approov's published dummy secret, for trying authsvc out; never used for a real app's tokens.
+PUBLIC_DUMMY_SECRET_B64 = (
+    "h+CX0tOzdAAR9l15bWAqvq7w9olk66daIH+Xk+IAHhVVHszjDzeGobzNnqyRze3lw/WVyWrc2gZfh3XXfBOmww=="
+)
 MIN_SECRET_BYTES = 32
 MAX_LEEWAY_SECONDS = 300
 DEFAULT_TOKEN_HEADER = "Approov-Token"

@@ -29,6 +29,8 @@ class Counter:
 
 class EchoHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as nginx's upstream keepalive expects
+    # Headers and body go out in two writes; with Nagle on, the second waits for a delayed ACK.
+    disable_nagle_algorithm = True
     counter = Counter()
 
     def _answer(self) -> None:

@@ -9,9 +9,10 @@ import json
 import time
 from typing import Any
 
-DUMMY_SECRET_B64 = (
-    "h+CX0tOzdAAR9l15bWAqvq7w9olk66daIH+Xk+IAHhVVHszjDzeGobzNnqyRze3lw/WVyWrc2gZfh3XXfBOmww=="
-)
+from authsvc.config import PUBLIC_DUMMY_SECRET_B64
+
+DUMMY_SECRET_B64 = PUBLIC_DUMMY_SECRET_B64
+
 DUMMY_SECRET = base64.b64decode(DUMMY_SECRET_B64)
 OTHER_SECRET = hashlib.sha512(b"another account's secret").digest()
 HS256_HEADER = {"alg": "HS256", "typ": "JWT"}

@@ -117,3 +117,6 @@ class Nginx(Process):
 
     def access_log(self) -> str:
         return (self.prefix / "logs" / "approov-example.access.log").read_text()
+
+    def error_log(self) -> str:
+        return (self.prefix / "logs" / "error.log").read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
@@ -13,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -367,6 +368,8 @@ def test_1000_mixed_requests_on_4_keepalive_connections_get_no_5xx_and_no_hang(
     assert time.monotonic() - started < 60
     assert statuses == Counter({200: allowed_sent, 401: 1000 - allowed_sent})
     assert stack.backend_requests() - before == allowed_sent
+    # nginx retries a subrequest that failed on a kept-alive connection: none may have failed.
+    assert "upstream" not in stack.nginx.error_log()
 
 
 # --- nginx's access log ----------------------------------------------------------------------
@@ -427,6 +430,8 @@ def test_authsvc_down_gives_503_then_allows_again_after_restart_without_reloadin
         assert down.json()["error"] == "authentication_unavailable"
         assert stack.backend_requests() == before
         assert stack.send("GET", "/public/x").status == 200
+        # ingress-nginx's own auth location has no such mapping: the controller answers 500.
+        assert stack.send("GET", "/v1/x", approov(), port=stack.ingress_port).status == 500
         restarted = Authsvc(tmp_path, port=stack.authsvc.port).start()
         try:
             assert stack.send("GET", "/api/x", approov()).status == 200
@@ -437,12 +442,14 @@ def test_authsvc_down_gives_503_then_allows_again_after_restart_without_reloadin
 
 
 class _StubAuth(BaseHTTPRequestHandler):
-    """An auth server that answers what the test asks of it, or nothing at all."""
+    """An auth server that answers what a test asks of it, late if asked."""
 
     status = 500
     delay = 0.0
 
     def do_GET(self) -> None:
+        # A server that honours Content-Length waits for the announced body, as most do.
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
         time.sleep(self.delay)
         self.send_response(self.status)
         self.send_header("Content-Length", "0")
@@ -452,26 +459,58 @@ class _StubAuth(BaseHTTPRequestHandler):
         """Quiet."""
 
 
+@contextlib.contextmanager
+def stub_auth_stack(
+    tmp_path: Path, status: int, delay: float = 0.0, subrequest_edit: tuple[str, str] = ("", "")
+) -> Iterator[tuple[nginx.Ports, Backend]]:
+    """nginx with the shipped files in front of a stub auth server and the demo backend."""
+    handler = type("Stub", (_StubAuth,), {"status": status, "delay": delay})
+    stub = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=stub.serve_forever, daemon=True).start()
+    backend = Backend(tmp_path).start()
+    ports = nginx.Ports(free_port(), stub.server_address[1], backend.port)
+    proxy = Nginx(tmp_path / "nginx", ports)
+    subrequest = proxy.prefix / "conf" / "snippets" / "approov-subrequest.conf"
+    old, new = subrequest_edit
+    assert old in subrequest.read_text()
+    subrequest.write_text(subrequest.read_text().replace(old, new))
+    proxy.start()
+    try:
+        yield ports, backend
+    finally:
+        proxy.stop()
+        backend.stop()
+        stub.shutdown()
+        stub.server_close()
+
+
 @pytest.mark.parametrize(
     ("status", "delay"), [(500, 0.0), (502, 0.0), (404, 0.0), (302, 0.0), (204, 5.0)]
 )
 def test_unexpected_or_slow_authsvc_answer_gives_503_and_never_reaches_the_backend(
     tmp_path: Path, status: int, delay: float
 ) -> None:
-    handler = type("Stub", (_StubAuth,), {"status": status, "delay": delay})
-    stub = HTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=stub.serve_forever, daemon=True).start()
-    backend = Backend(tmp_path).start()
-    ports = nginx.Ports(free_port(), stub.server_address[1], backend.port)
-    proxy = Nginx(tmp_path / "nginx", ports).start()
-    try:
+    with stub_auth_stack(tmp_path, status, delay) as (ports, backend):
         started = time.monotonic()
         reply = send(ports.nginx, "GET", "/api/x", approov())
         assert reply.status == 503
         assert time.monotonic() - started < 8
         assert backend_requests(backend) == 0
-    finally:
-        proxy.stop()
-        backend.stop()
-        stub.shutdown()
-        stub.server_close()
+
+
+@pytest.mark.parametrize("keep_the_line", [True, False])
+def test_empty_content_length_keeps_an_auth_server_from_waiting_for_a_body(
+    tmp_path: Path, keep_the_line: bool
+) -> None:
+    """The trap: without `proxy_set_header Content-Length ""` nginx announces the client's body
+    length on a subrequest that has none, and a server that honours it waits (to the timeout)."""
+    line = 'proxy_set_header Content-Length "";'
+    edit = ("", "") if keep_the_line else (line, "")
+    with stub_auth_stack(tmp_path, 204, subrequest_edit=edit) as (ports, _backend):
+        started = time.monotonic()
+        reply = send(ports.nginx, "POST", "/api/x", approov(), b"a body of 24 bytes......")
+        elapsed = time.monotonic() - started
+    if keep_the_line:
+        assert (reply.status, elapsed < 1) == (200, True)
+    else:
+        assert (reply.status, elapsed >= 2) == (503, True)
