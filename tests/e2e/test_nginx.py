@@ -122,9 +122,9 @@ def backend_requests(backend: Backend) -> int:
 class Stack:
     """backend + authsvc + nginx (example site and an ingress-shaped site)."""
 
-    def __init__(self, root: Path, authsvc_port: int | None = None) -> None:
+    def __init__(self, root: Path) -> None:
         self.backend = Backend(root).start()
-        self.authsvc = Authsvc(root, port=authsvc_port).start()
+        self.authsvc = Authsvc(root).start()
         self.ingress_port = free_port()
         ports = nginx.Ports(free_port(), self.authsvc.port, self.backend.port)
         site = INGRESS_SITE.format(
