@@ -19,6 +19,7 @@ import falcon.asgi
 from authsvc.config import BindingMode, Settings
 from authsvc.credentials import CredentialReader
 from authsvc.decisionlog import DecisionLog, header_text
+from authsvc.keys import KeySource
 from authsvc.verify import Decision, Reason, Verdict, Verifier
 
 Scope = dict[str, Any]
@@ -166,12 +167,15 @@ class RequestShim:
 def create_app(
     settings: Settings,
     *,
+    keys: KeySource | None = None,
     verifier: Verifier | None = None,
     decision_log: DecisionLog | None = None,
     clock: Callable[[], float] = time.time,
 ) -> AsgiApp:
-    """Build the ASGI app from settings; reads no environment."""
-    verifier = verifier if verifier is not None else Verifier.from_settings(settings, clock)
+    """Build the ASGI app from settings and loaded keys; reads no environment."""
+    if verifier is None:
+        keys = keys if keys is not None else KeySource.from_settings(settings)
+        verifier = Verifier.from_settings(settings, keys, clock)
     log = None
     if settings.logging_enabled:
         log = decision_log if decision_log is not None else DecisionLog()

@@ -9,23 +9,14 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-
-from dotenv import dotenv_values
 
 from authsvc.config import ConfigError, Settings
-from authsvc.server import serve
+from authsvc.environment import load_environment
+from authsvc.keys import KeySource
+from authsvc.server import DEFAULT_GRACEFUL_TIMEOUT, serve
 
 DEFAULT_BIND = "127.0.0.1:8002"
 EXIT_CONFIG_ERROR = 1
-
-
-def load_environment(env_file: Path = Path(".env")) -> dict[str, str]:
-    """`.env` from the working directory, overridden by the real environment."""
-    from_file = dotenv_values(env_file) if env_file.is_file() else {}
-    merged = {key: value for key, value in from_file.items() if value is not None}
-    merged.update(os.environ)
-    return merged
 
 
 def _positive_int(text: str) -> int:
@@ -64,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
         default=_default_workers(),
         help="worker processes; about one per CPU (default here: %(default)s)",
     )
+    serve.add_argument(
+        "--graceful-timeout",
+        type=_positive_int,
+        default=DEFAULT_GRACEFUL_TIMEOUT,
+        help="seconds a stopping or reloading worker keeps serving its open connections"
+        " (default: %(default)s)",
+    )
     commands.add_parser(
         "check-config",
         help="validate the configuration: list every problem, or print the effective settings",
@@ -76,11 +74,20 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env(load_environment() if env is None else env)
+        keys = KeySource.from_settings(settings)
+        if args.command == "check-config" and not keys.ready:
+            raise ConfigError([f"APPROOV_JWKS_URL: {settings.jwks_url} could not be loaded"])
     except ConfigError as error:
         print(f"authsvc: {error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
     if args.command == "check-config":
-        print(settings.summary())
+        print(f"{settings.summary()} loaded={keys.current.describe()}")
         return 0
-    serve(settings, bind=args.bind, workers=args.workers)
+    serve(
+        settings,
+        keys,
+        bind=args.bind,
+        workers=args.workers,
+        graceful_timeout=args.graceful_timeout,
+    )
     return 0

@@ -9,7 +9,9 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 # Approov's published dummy secret, for trying authsvc out; never used for a real app's tokens.
 PUBLIC_DUMMY_SECRET_B64 = (
@@ -17,6 +19,13 @@ PUBLIC_DUMMY_SECRET_B64 = (
 )
 MIN_SECRET_BYTES = 32
 MAX_LEEWAY_SECONDS = 300
+KEY_SETTINGS = (
+    "APPROOV_BASE64_SECRET",
+    "APPROOV_BASE64_SECRET_FILE",
+    "APPROOV_PUBLIC_KEY_FILE",
+    "APPROOV_JWKS_FILE",
+    "APPROOV_JWKS_URL",
+)
 DEFAULT_TOKEN_HEADER = "Approov-Token"
 DEFAULT_BINDING_HEADERS: tuple[str, ...] = ("Authorization",)
 
@@ -53,7 +62,14 @@ class ConfigError(Exception):
 class Settings:
     """The effective configuration. The secret never appears in `repr` or `summary`."""
 
-    secret: bytes = field(repr=False)
+    secret: bytes | None = field(default=None, repr=False)
+    secret_file: Path | None = None
+    previous_secrets: tuple[bytes, ...] = field(default=(), repr=False)
+    public_key_file: Path | None = None
+    jwks_file: Path | None = None
+    jwks_url: str | None = None
+    jwks_refresh_seconds: int = 300
+    jwks_timeout_seconds: int = 5
     token_header: str = DEFAULT_TOKEN_HEADER
     binding_headers: tuple[str, ...] = DEFAULT_BINDING_HEADERS
     binding_mode: BindingMode = BindingMode.REQUIRED
@@ -67,7 +83,10 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        """Read every APPROOV_* setting from `env`; raise one ConfigError listing all problems."""
+        """Read every APPROOV_* setting from `env`; raise one ConfigError listing all problems.
+
+        Key files are only named here; `authsvc.keys` reads them.
+        """
         problems: list[str] = []
 
         def read(name: str, parse: Callable[[str], T], default: T) -> T:
@@ -80,11 +99,17 @@ class Settings:
                 problems.append(f"{name}: {error}")
                 return default
 
-        secret = read("APPROOV_BASE64_SECRET", _parse_secret, b"")
-        if not secret and not env.get("APPROOV_BASE64_SECRET", "").strip():
+        if not any(env.get(name, "").strip() for name in KEY_SETTINGS):
             problems.append(
-                "APPROOV_BASE64_SECRET is not set: set it to the base64 secret that"
-                " `approov secret -get base64` prints"
+                "no verification key: set APPROOV_BASE64_SECRET to the secret that"
+                " `approov secret -get base64` prints (or APPROOV_BASE64_SECRET_FILE,"
+                " APPROOV_PUBLIC_KEY_FILE, APPROOV_JWKS_FILE, APPROOV_JWKS_URL)"
+            )
+        secret = read("APPROOV_BASE64_SECRET", decode_secret, None)
+        secret_file = read("APPROOV_BASE64_SECRET_FILE", Path, None)
+        if secret is not None and secret_file is not None:
+            problems.append(
+                "APPROOV_BASE64_SECRET and APPROOV_BASE64_SECRET_FILE are both set; keep one"
             )
         token_header = read("APPROOV_TOKEN_HEADER", _parse_header_name, DEFAULT_TOKEN_HEADER)
         binding_headers = read(
@@ -97,6 +122,15 @@ class Settings:
             )
         settings = cls(
             secret=secret,
+            secret_file=secret_file,
+            previous_secrets=read("APPROOV_BASE64_SECRET_PREVIOUS", _parse_secret_list, ()),
+            public_key_file=read("APPROOV_PUBLIC_KEY_FILE", Path, None),
+            jwks_file=read("APPROOV_JWKS_FILE", Path, None),
+            jwks_url=read("APPROOV_JWKS_URL", _parse_url, None),
+            jwks_refresh_seconds=read(
+                "APPROOV_JWKS_REFRESH_SECONDS", _whole_number(10, 86400), 300
+            ),
+            jwks_timeout_seconds=read("APPROOV_JWKS_TIMEOUT_SECONDS", _whole_number(1, 60), 5),
             token_header=token_header,
             binding_headers=binding_headers,
             binding_mode=read("APPROOV_TOKEN_BINDING", _parse_binding_mode, BindingMode.REQUIRED),
@@ -108,7 +142,11 @@ class Settings:
             ),
             logging_enabled=read("APPROOV_LOGGING_ENABLED", _parse_bool, True),
             allow_status=read("APPROOV_ALLOW_STATUS", _parse_allow_status, 204),
-            leeway_seconds=read("APPROOV_LEEWAY_SECONDS", _parse_leeway, 0),
+            leeway_seconds=read(
+                "APPROOV_LEEWAY_SECONDS",
+                _whole_number(0, MAX_LEEWAY_SECONDS, "; fix the clock (NTP) rather than widen it"),
+                0,
+            ),
             issuer=read("APPROOV_ISSUER", str, None),
             audience=read("APPROOV_AUDIENCE", str, None),
         )
@@ -116,13 +154,8 @@ class Settings:
             raise ConfigError(problems)
         return settings
 
-    @property
-    def secret_fingerprint(self) -> str:
-        """A short, non-reversible name for the secret, to tell two secrets apart in output."""
-        return hashlib.sha256(self.secret).hexdigest()[:12]
-
     def summary(self) -> str:
-        """One line with the effective settings, secret masked."""
+        """One line with the effective settings; secrets only as their length and fingerprint."""
         monitor = [
             name
             for name, aborts in (
@@ -131,8 +164,20 @@ class Settings:
             )
             if not aborts
         ]
+        sources = [
+            *([f"secret({describe_secret(self.secret)})"] if self.secret else []),
+            *([f"secret-file({self.secret_file})"] if self.secret_file else []),
+            *(f"previous-secret({describe_secret(s)})" for s in self.previous_secrets),
+            *([f"public-key({self.public_key_file})"] if self.public_key_file else []),
+            *([f"jwks-file({self.jwks_file})"] if self.jwks_file else []),
+            *(
+                [f"jwks-url({self.jwks_url}, every {self.jwks_refresh_seconds}s)"]
+                if self.jwks_url
+                else []
+            ),
+        ]
         parts = [
-            f"secret=HS256 ({len(self.secret)} bytes, sha256:{self.secret_fingerprint})",
+            f"keys={'+'.join(sources)}",
             f"token_header={self.token_header}",
             f"binding={self.binding_mode} on {'+'.join(self.binding_headers)}",
             f"monitor={','.join(monitor) or 'off'}",
@@ -145,7 +190,13 @@ class Settings:
         return "ok: " + " ".join(parts)
 
 
-def _parse_secret(raw: str) -> bytes:
+def describe_secret(secret: bytes) -> str:
+    """A secret's length and a short non-reversible fingerprint, to tell secrets apart."""
+    return f"{len(secret)} bytes, sha256:{hashlib.sha256(secret).hexdigest()[:12]}"
+
+
+def decode_secret(raw: str) -> bytes:
+    """An HS256 secret from base64 (standard or url-safe, padding optional, whitespace ignored)."""
     compact = "".join(raw.split())
     padded = compact + "=" * (-len(compact) % 4)
     alphabet = b"-_" if ("-" in compact or "_" in compact) else None
@@ -161,6 +212,26 @@ def _parse_secret(raw: str) -> bytes:
             f" {MIN_SECRET_BYTES} bytes"
         )
     return secret
+
+
+def _parse_secret_list(raw: str) -> tuple[bytes, ...]:
+    return tuple(decode_secret(part) for part in raw.split(",") if part.strip())
+
+
+def _parse_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValueError(f"{raw!r} is not an http(s) URL")
+    return raw
+
+
+def _whole_number(low: int, high: int, advice: str = "") -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+            raise ValueError(f"{raw!r} is not a whole number from {low} to {high}{advice}")
+        return int(raw)
+
+    return parse
 
 
 def _parse_header_name(raw: str) -> str:
@@ -197,13 +268,4 @@ def _parse_binding_mode(raw: str) -> BindingMode:
 def _parse_allow_status(raw: str) -> int:
     if raw not in {"200", "204"}:
         raise ValueError(f"{raw!r} is not 200 or 204")
-    return int(raw)
-
-
-def _parse_leeway(raw: str) -> int:
-    if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_LEEWAY_SECONDS:
-        raise ValueError(
-            f"{raw!r} is not a whole number of seconds from 0 to {MAX_LEEWAY_SECONDS};"
-            " fix the clock (NTP) rather than widen the leeway"
-        )
     return int(raw)

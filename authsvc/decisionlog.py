@@ -57,6 +57,7 @@ class DecisionLog:
             "request_id": request_id,
             "latency_ms": round(latency_ms, 3),
             "did": did[:MAX_FIELD_CHARS] if isinstance(did, str) else None,
+            "key": verdict.key,
             "exp": exp if isinstance(exp, int | float) and math.isfinite(exp) else None,
             "error": error,
         }

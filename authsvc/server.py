@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
 from authsvc.app import AsgiApp, create_app
-from authsvc.config import Settings
+from authsvc.config import ConfigError, Settings
+from authsvc.environment import load_environment
+from authsvc.keys import KeySource
+
+log = logging.getLogger("gunicorn.error")
+
+# A stopping worker answers with `Connection: close` meanwhile, so nginx moves to new workers.
+DEFAULT_GRACEFUL_TIMEOUT = 30
 
 DEFAULT_OPTIONS: Mapping[str, Any] = {
     # Measured: the asyncio worker (with uvloop) serves ~3.5x the requests of gthread on
@@ -26,17 +34,23 @@ DEFAULT_OPTIONS: Mapping[str, Any] = {
     "accesslog": None,
     "errorlog": "-",
     "proc_name": "authsvc",
+    "graceful_timeout": DEFAULT_GRACEFUL_TIMEOUT,
     # gunicorn 27's control socket would be created in $HOME; authsvc has no use for it.
     "control_socket_disable": True,
-    "graceful_timeout": 30,
 }
 
 
 class AuthServer(BaseApplication):  # type: ignore[misc]
-    """gunicorn running `create_app(settings)`; settings are validated before any fork."""
+    """gunicorn running `create_app`; settings and keys are loaded in the master, before forking.
 
-    def __init__(self, settings: Settings, options: Mapping[str, Any]) -> None:
+    `kill -HUP <master>` reloads: settings and key files are read again, and only if they are
+    all valid do the new workers use them; otherwise the errors are logged and the new workers
+    keep the previous configuration.
+    """
+
+    def __init__(self, settings: Settings, keys: KeySource, options: Mapping[str, Any]) -> None:
         self._settings = settings
+        self._keys = keys
         self._options = {**DEFAULT_OPTIONS, **options}
         super().__init__()
 
@@ -44,9 +58,25 @@ class AuthServer(BaseApplication):  # type: ignore[misc]
         for key, value in self._options.items():
             self.cfg.set(key, value)
 
+    def reload(self) -> None:
+        try:
+            settings = Settings.from_env(load_environment())
+            keys = KeySource.from_settings(settings)
+        except ConfigError as error:
+            log.error("reload refused, keeping the running configuration: %s", error)
+        else:
+            self._settings, self._keys = settings, keys
+            log.info("reloaded: keys %s", keys.current.describe())
+        super().reload()
+
     def load(self) -> AsgiApp:
-        return create_app(self._settings)
+        # In each worker: the JWKS URL (if any) is refreshed by a thread of its own.
+        self._keys.start_refreshing()
+        return create_app(self._settings, keys=self._keys)
 
 
-def serve(settings: Settings, *, bind: str, workers: int) -> None:
-    AuthServer(settings, {"bind": [bind], "workers": workers}).run()
+def serve(
+    settings: Settings, keys: KeySource, *, bind: str, workers: int, graceful_timeout: int
+) -> None:
+    options = {"bind": [bind], "workers": workers, "graceful_timeout": graceful_timeout}
+    AuthServer(settings, keys, options).run()

@@ -22,6 +22,7 @@ import jwt
 
 from authsvc.config import BindingMode, Settings
 from authsvc.credentials import Credentials
+from authsvc.keys import HS256, Key, KeySource
 
 MAX_TOKEN_BYTES = 4096
 # What a datetime can hold: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
@@ -32,7 +33,6 @@ LATEST_TIMESTAMP = 253402300799
 _COMPACT_JWS = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 # Header parameters that change how a token is processed or make the verifier fetch keys.
 _FORBIDDEN_HEADER_PARAMETERS = frozenset({"crit", "b64", "jku", "x5u", "jwk", "x5c"})
-_HS256 = "HS256"
 
 
 class Reason(StrEnum):
@@ -44,6 +44,7 @@ class Reason(StrEnum):
     TOKEN_TOO_LONG = "token_too_long"
     TOKEN_MALFORMED = "token_malformed"
     ALG_NOT_ALLOWED = "alg_not_allowed"
+    KID_UNKNOWN = "kid_unknown"
     SIGNATURE_INVALID = "signature_invalid"
     CLAIMS_INVALID = "claims_invalid"
     EXPIRED = "expired"
@@ -52,6 +53,7 @@ class Reason(StrEnum):
     BINDING_HEADER_MISSING = "binding_header_missing"
     BINDING_HEADER_DUPLICATED = "binding_header_duplicated"
     BINDING_MISMATCH = "binding_mismatch"
+    KEYS_UNAVAILABLE = "keys_unavailable"
     INTERNAL_ERROR = "internal_error"
 
     @property
@@ -69,6 +71,10 @@ _BINDING_FAILURES = frozenset(
 )
 
 
+# Failures no monitor setting lets through: nothing about the token could be decided.
+_ALWAYS_DENIED = frozenset({Reason.KEYS_UNAVAILABLE, Reason.INTERNAL_ERROR})
+
+
 class Decision(StrEnum):
     ALLOW = "allow"
     DENY = "deny"
@@ -82,6 +88,8 @@ class Verdict:
     decision: Decision
     claims: Mapping[str, Any] | None = None
     """The token's claims, present only when its signature verified."""
+    key: str | None = None
+    """The label of the key that verified the signature."""
 
     @property
     def allowed(self) -> bool:
@@ -93,11 +101,11 @@ class _Malformed(Exception):
 
 
 class Verifier:
-    """Checks Approov tokens against one HS256 secret; everything fixed at construction."""
+    """Checks Approov tokens against the keys of a KeySource; the rest fixed at construction."""
 
     def __init__(
         self,
-        secret: bytes,
+        keys: KeySource,
         *,
         leeway_seconds: int = 0,
         issuer: str | None = None,
@@ -106,8 +114,7 @@ class Verifier:
         abort_on_invalid_binding: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._secret = secret
-        self._algorithms = (_HS256,)
+        self._keys = keys
         self._jws = jwt.PyJWS()
         self._leeway = leeway_seconds
         self._issuer = issuer
@@ -117,9 +124,16 @@ class Verifier:
         self._clock = clock
 
     @classmethod
-    def from_settings(cls, settings: Settings, clock: Callable[[], float] = time.time) -> Verifier:
+    def with_secret(cls, secret: bytes, **options: Any) -> Verifier:
+        """A verifier for one HS256 secret (tests, tools)."""
+        return cls(KeySource.of(Key(HS256, secret, "secret")), **options)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, keys: KeySource, clock: Callable[[], float] = time.time
+    ) -> Verifier:
         return cls(
-            settings.secret,
+            keys,
             leeway_seconds=settings.leeway_seconds,
             issuer=settings.issuer,
             audience=settings.audience,
@@ -130,17 +144,17 @@ class Verifier:
 
     @property
     def ready(self) -> bool:
-        """True once a key to verify with is loaded."""
-        return bool(self._secret)
+        """True once the keys to verify with are loaded."""
+        return self._keys.ready
 
     def check(self, credentials: Credentials, binding_mode: BindingMode) -> Verdict:
-        reason, claims = self._evaluate(credentials, binding_mode)
-        return Verdict(reason, self._decide(reason), claims)
+        reason, claims, key = self._evaluate(credentials, binding_mode)
+        return Verdict(reason, self._decide(reason), claims, key)
 
     def _decide(self, reason: Reason) -> Decision:
         if reason is Reason.OK:
             return Decision.ALLOW
-        if reason is Reason.INTERNAL_ERROR:
+        if reason in _ALWAYS_DENIED:
             return Decision.DENY
         aborts = (
             self._abort_on_invalid_binding
@@ -151,43 +165,55 @@ class Verifier:
 
     def _evaluate(
         self, credentials: Credentials, binding_mode: BindingMode
-    ) -> tuple[Reason, Mapping[str, Any] | None]:
+    ) -> tuple[Reason, Mapping[str, Any] | None, str | None]:
         tokens = credentials.tokens
         if len(tokens) > 1:
-            return Reason.TOKEN_DUPLICATED, None
+            return Reason.TOKEN_DUPLICATED, None, None
         if not tokens or not tokens[0]:
-            return Reason.TOKEN_MISSING, None
+            return Reason.TOKEN_MISSING, None, None
         token = tokens[0]
         if len(token) > MAX_TOKEN_BYTES:
-            return Reason.TOKEN_TOO_LONG, None
+            return Reason.TOKEN_TOO_LONG, None, None
+        keys = self._keys.current  # one key set for the whole check, even if a refresh lands
+        if not keys.keys:
+            return Reason.KEYS_UNAVAILABLE, None, None
         try:
             header, claims = _parse_compact_jws(token)
         except _Malformed:
-            return Reason.TOKEN_MALFORMED, None
-        if header.get("alg") not in self._algorithms:
-            return Reason.ALG_NOT_ALLOWED, None
+            return Reason.TOKEN_MALFORMED, None, None
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str) or algorithm not in keys.algorithms:
+            return Reason.ALG_NOT_ALLOWED, None, None
         if not _FORBIDDEN_HEADER_PARAMETERS.isdisjoint(header):
-            return Reason.TOKEN_MALFORMED, None
-        signature_problem = self._check_signature(token)
-        if signature_problem is not None:
-            return signature_problem, None
+            return Reason.TOKEN_MALFORMED, None, None
+        candidates = keys.candidates(algorithm, header.get("kid"))
+        if candidates is None:
+            return Reason.KID_UNKNOWN, None, None
+        reason, key = self._check_signature(token, algorithm, candidates)
+        if reason is not None:
+            return reason, None, None
         claims_problem = self._check_claims(claims)
         if claims_problem is not None:
-            return claims_problem, claims
-        return self._check_binding(claims, credentials, binding_mode), claims
+            return claims_problem, claims, key
+        return self._check_binding(claims, credentials, binding_mode), claims, key
 
-    def _check_signature(self, token: bytes) -> Reason | None:
-        try:
-            self._jws.decode_complete(token, key=self._secret, algorithms=self._algorithms)
-        except jwt.InvalidSignatureError:
-            return Reason.SIGNATURE_INVALID
-        except jwt.InvalidAlgorithmError:
-            return Reason.ALG_NOT_ALLOWED
-        except jwt.DecodeError:
-            return Reason.TOKEN_MALFORMED
-        except jwt.InvalidTokenError:
-            return Reason.TOKEN_MALFORMED
-        return None
+    def _check_signature(
+        self, token: bytes, algorithm: str, candidates: tuple[Key, ...]
+    ) -> tuple[Reason | None, str | None]:
+        """(None, label of the key that verified) or (the reason, None)."""
+        for key in candidates:
+            try:
+                self._jws.decode_complete(token, key=key.material, algorithms=[algorithm])
+            except jwt.InvalidSignatureError:
+                continue
+            except jwt.InvalidAlgorithmError:
+                return Reason.ALG_NOT_ALLOWED, None
+            except jwt.DecodeError:
+                return Reason.TOKEN_MALFORMED, None
+            except jwt.InvalidTokenError:
+                return Reason.TOKEN_MALFORMED, None
+            return None, key.label
+        return Reason.SIGNATURE_INVALID, None
 
     def _check_claims(self, claims: Mapping[str, Any]) -> Reason | None:
         exp = claims.get("exp")

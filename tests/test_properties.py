@@ -18,7 +18,7 @@ from authsvc.decisionlog import DecisionLog
 from authsvc.verify import Reason, Verdict, Verifier
 from tests.tokens import DUMMY_SECRET, sign
 
-VERIFIER = Verifier(DUMMY_SECRET)
+VERIFIER = Verifier.with_secret(DUMMY_SECRET)
 BASE64URL = st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/. ")
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),

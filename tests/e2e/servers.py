@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from authsvc.config import KEY_SETTINGS
 from demo import nginx
 from demo.processes import spawn, stop, wait_until_answering
 from tests.tokens import DUMMY_SECRET_B64
@@ -55,18 +60,22 @@ class Authsvc(Process):
     def __init__(
         self,
         log_dir: Path,
+        *,
         env: Mapping[str, str] | None = None,
         workers: int = 2,
         port: int | None = None,
         command: tuple[str, ...] = (sys.executable, "-m", "authsvc"),
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.port = port or free_port()
         super().__init__(f"authsvc-{self.port}", log_dir)
         self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(env or {})
+        names_a_key = any(name in env for name in KEY_SETTINGS)
         self._env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("APPROOV_")},
-            "APPROOV_BASE64_SECRET": DUMMY_SECRET_B64,
-            **(env or {}),
+            **({} if names_a_key else {"APPROOV_BASE64_SECRET": DUMMY_SECRET_B64}),
+            **env,
         }
         self._argv = [
             *command,
@@ -75,6 +84,7 @@ class Authsvc(Process):
             f"127.0.0.1:{self.port}",
             "--workers",
             str(workers),
+            *extra_args,
         ]
 
     def start(self) -> Authsvc:
@@ -120,3 +130,130 @@ class Nginx(Process):
 
     def error_log(self) -> str:
         return (self.prefix / "logs" / "error.log").read_text()
+
+
+INGRESS_AUTH_HOST = "authsvc.approov.svc.cluster.local"
+
+# A server shaped like the one ingress-nginx generates for `auth-url` (+ `auth-method: GET`,
+# `auth-response-headers: X-Approov-Did`): its own auth location, no snippet of ours.
+INGRESS_SITE = """
+    server {{
+        listen 127.0.0.1:{port};
+        server_name _;
+        location = /_external-auth-Lw-Prefix {{
+            internal;
+            proxy_pass_request_body     off;
+            proxy_set_header            Content-Length          "";
+            proxy_method                GET;
+            proxy_set_header            X-Original-URI          $request_uri;
+            proxy_set_header            X-Scheme                $scheme;
+            proxy_set_header            Host                    {auth_host};
+            proxy_set_header            X-Original-URL          $scheme://$http_host$request_uri;
+            proxy_set_header            X-Original-Method       $request_method;
+            proxy_set_header            X-Sent-From             "nginx-ingress-controller";
+            proxy_set_header            X-Real-IP               $remote_addr;
+            proxy_set_header            X-Forwarded-For         $remote_addr;
+            proxy_set_header            X-Auth-Request-Redirect $request_uri;
+            proxy_buffering             off;
+            proxy_http_version          1.1;
+            proxy_pass_request_headers  on;
+            client_max_body_size        1m;
+            set $target http://127.0.0.1:{authsvc}/auth;
+            proxy_pass $target;
+        }}
+        location / {{
+            auth_request        /_external-auth-Lw-Prefix;
+            auth_request_set    $authHeader0 $upstream_http_x_approov_did;
+            proxy_set_header    X-Approov-Did $authHeader0;
+            proxy_pass http://127.0.0.1:{backend};
+        }}
+    }}
+"""
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Client:
+    """One keep-alive connection to nginx."""
+
+    def __init__(self, port: int) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> Reply:
+        self.connection.request(method, path, body=body, headers=headers or {})
+        response = self.connection.getresponse()
+        return Reply(response.status, dict(response.getheaders()), response.read())
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def send(
+    port: int,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+) -> Reply:
+    """One request on a fresh connection."""
+    client = Client(port)
+    try:
+        return client.send(method, path, headers, body)
+    finally:
+        client.close()
+
+
+def backend_requests(backend: Backend) -> int:
+    count: int = send(backend.port, "GET", "/__stats").json()["requests"]
+    return count
+
+
+class Stack:
+    """backend + authsvc + nginx (example site and an ingress-shaped site)."""
+
+    def __init__(self, root: Path, **authsvc_options: Any) -> None:
+        self.backend = Backend(root).start()
+        self.authsvc = Authsvc(root, **authsvc_options).start()
+        self.ingress_port = free_port()
+        ports = nginx.Ports(free_port(), self.authsvc.port, self.backend.port)
+        site = INGRESS_SITE.format(
+            port=self.ingress_port,
+            auth_host=INGRESS_AUTH_HOST,
+            authsvc=self.authsvc.port,
+            backend=self.backend.port,
+        )
+        self.nginx = Nginx(root / "nginx", ports, site).start()
+
+    def client(self, port: int | None = None) -> Client:
+        return Client(port or self.nginx.ports.nginx)
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+        port: int | None = None,
+    ) -> Reply:
+        return send(port or self.nginx.ports.nginx, method, path, headers, body)
+
+    def backend_requests(self) -> int:
+        return backend_requests(self.backend)
+
+    def stop(self) -> None:
+        for process in (self.nginx, self.authsvc, self.backend):
+            process.stop()

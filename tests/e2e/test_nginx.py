@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.client
 import json
 import re
 import subprocess
@@ -13,7 +12,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,139 +19,14 @@ from typing import Any
 import pytest
 
 from demo import nginx
-from tests.e2e.servers import Authsvc, Backend, Nginx, free_port
+from tests.e2e.servers import Authsvc, Backend, Nginx, Stack, backend_requests, free_port, send
 from tests.tokens import OTHER_SECRET, bound_token, token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("nginx_available")]
 
 AUTHORIZATION = "Bearer user-session-1"
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-INGRESS_AUTH_HOST = "authsvc.approov.svc.cluster.local"
 SHIPPED = Path(__file__).resolve().parents[2] / "nginx"
-
-# A server shaped like the one ingress-nginx generates for `auth-url` (+ `auth-method: GET`,
-# `auth-response-headers: X-Approov-Did`): its own auth location, no snippet of ours.
-INGRESS_SITE = """
-    server {{
-        listen 127.0.0.1:{port};
-        server_name _;
-        location = /_external-auth-Lw-Prefix {{
-            internal;
-            proxy_pass_request_body     off;
-            proxy_set_header            Content-Length          "";
-            proxy_method                GET;
-            proxy_set_header            X-Original-URI          $request_uri;
-            proxy_set_header            X-Scheme                $scheme;
-            proxy_set_header            Host                    {auth_host};
-            proxy_set_header            X-Original-URL          $scheme://$http_host$request_uri;
-            proxy_set_header            X-Original-Method       $request_method;
-            proxy_set_header            X-Sent-From             "nginx-ingress-controller";
-            proxy_set_header            X-Real-IP               $remote_addr;
-            proxy_set_header            X-Forwarded-For         $remote_addr;
-            proxy_set_header            X-Auth-Request-Redirect $request_uri;
-            proxy_buffering             off;
-            proxy_http_version          1.1;
-            proxy_pass_request_headers  on;
-            client_max_body_size        1m;
-            set $target http://127.0.0.1:{authsvc}/auth;
-            proxy_pass $target;
-        }}
-        location / {{
-            auth_request        /_external-auth-Lw-Prefix;
-            auth_request_set    $authHeader0 $upstream_http_x_approov_did;
-            proxy_set_header    X-Approov-Did $authHeader0;
-            proxy_pass http://127.0.0.1:{backend};
-        }}
-    }}
-"""
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class Client:
-    """One keep-alive connection to nginx."""
-
-    def __init__(self, port: int) -> None:
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-
-    def send(
-        self,
-        method: str,
-        path: str,
-        headers: dict[str, str] | None = None,
-        body: bytes | None = None,
-    ) -> Reply:
-        self.connection.request(method, path, body=body, headers=headers or {})
-        response = self.connection.getresponse()
-        return Reply(response.status, dict(response.getheaders()), response.read())
-
-    def close(self) -> None:
-        self.connection.close()
-
-
-def send(
-    port: int,
-    method: str,
-    path: str,
-    headers: dict[str, str] | None = None,
-    body: bytes | None = None,
-) -> Reply:
-    """One request on a fresh connection."""
-    client = Client(port)
-    try:
-        return client.send(method, path, headers, body)
-    finally:
-        client.close()
-
-
-def backend_requests(backend: Backend) -> int:
-    count: int = send(backend.port, "GET", "/__stats").json()["requests"]
-    return count
-
-
-class Stack:
-    """backend + authsvc + nginx (example site and an ingress-shaped site)."""
-
-    def __init__(self, root: Path) -> None:
-        self.backend = Backend(root).start()
-        self.authsvc = Authsvc(root).start()
-        self.ingress_port = free_port()
-        ports = nginx.Ports(free_port(), self.authsvc.port, self.backend.port)
-        site = INGRESS_SITE.format(
-            port=self.ingress_port,
-            auth_host=INGRESS_AUTH_HOST,
-            authsvc=self.authsvc.port,
-            backend=self.backend.port,
-        )
-        self.nginx = Nginx(root / "nginx", ports, site).start()
-
-    def client(self, port: int | None = None) -> Client:
-        return Client(port or self.nginx.ports.nginx)
-
-    def send(
-        self,
-        method: str,
-        path: str,
-        headers: dict[str, str] | None = None,
-        body: bytes | None = None,
-        port: int | None = None,
-    ) -> Reply:
-        return send(port or self.nginx.ports.nginx, method, path, headers, body)
-
-    def backend_requests(self) -> int:
-        return backend_requests(self.backend)
-
-    def stop(self) -> None:
-        for process in (self.nginx, self.authsvc, self.backend):
-            process.stop()
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from authsvc.app import create_app
 from authsvc.config import BindingMode, Settings
 from authsvc.credentials import Credentials
 from authsvc.decisionlog import DecisionLog
+from authsvc.keys import KeySource
 from authsvc.verify import Verdict, Verifier
 from tests.tokens import DUMMY_SECRET, DUMMY_SECRET_B64, OTHER_SECRET, bound_token, token
 
@@ -154,7 +155,9 @@ def test_allow_is_cacheable_until_exp_and_varies_on_token_and_binding(service: S
 def test_allow_never_says_a_negative_max_age() -> None:
     late = 2_000_000_000.0
     service = Service()
-    app = create_app(service.settings, verifier=Verifier(DUMMY_SECRET), clock=lambda: late)
+    app = create_app(
+        service.settings, verifier=Verifier.with_secret(DUMMY_SECRET), clock=lambda: late
+    )
     result = falcon.testing.TestClient(app).simulate_get(
         "/auth", headers={"Approov-Token": valid(), "Authorization": AUTHORIZATION}
     )
@@ -248,7 +251,7 @@ class ExplodingVerifier(Verifier):
 
 
 def test_unexpected_error_in_verification_is_a_logged_deny_not_a_500() -> None:
-    service = Service(verifier=ExplodingVerifier(DUMMY_SECRET))
+    service = Service(verifier=ExplodingVerifier.with_secret(DUMMY_SECRET))
     tok = valid()
     result = service.auth(tok)
     assert (result.status_code, result.headers["X-Approov-Reason"]) == (401, "internal_error")
@@ -271,7 +274,7 @@ def test_unusual_header_bytes_get_401_not_an_error(service: Service, value: str)
 
 
 def test_healthz_answers_200_without_touching_the_verifier() -> None:
-    service = Service(verifier=ExplodingVerifier(DUMMY_SECRET))
+    service = Service(verifier=ExplodingVerifier.with_secret(DUMMY_SECRET))
     assert service.client.simulate_get("/healthz").status_code == 200
     assert service.client.simulate_head("/healthz").status_code == 200
 
@@ -281,7 +284,9 @@ def test_readyz_is_200_once_a_key_is_loaded(service: Service) -> None:
 
 
 def test_readyz_is_503_without_a_key() -> None:
-    assert Service(verifier=Verifier(b"")).client.simulate_get("/readyz").status_code == 503
+    assert (
+        Service(verifier=Verifier(KeySource.of())).client.simulate_get("/readyz").status_code == 503
+    )
 
 
 # --- the decision log -------------------------------------------------------------------------

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from authsvc.cli import load_environment, main
+from authsvc.cli import main
+from authsvc.environment import load_environment
 from tests.tokens import DUMMY_SECRET_B64
 
 
@@ -16,7 +17,8 @@ def test_check_config_prints_a_one_line_summary_and_exits_0(
     assert main(["check-config"], env={"APPROOV_BASE64_SECRET": DUMMY_SECRET_B64}) == 0
     out = capsys.readouterr().out
     assert out.count("\n") == 1
-    assert out.startswith("ok: secret=HS256 (64 bytes, sha256:")
+    assert out.startswith("ok: keys=secret(64 bytes, sha256:")
+    assert out.rstrip().endswith("loaded=secret")
     assert DUMMY_SECRET_B64[:10] not in out
 
 

@@ -41,7 +41,7 @@ def check(
 ) -> Verdict:
     raw = tok.encode() if isinstance(tok, str) else tok
     credentials = Credentials(() if raw is None else (raw,), binding)
-    return (verifier or Verifier(DUMMY_SECRET)).check(credentials, mode)
+    return (verifier or Verifier.with_secret(DUMMY_SECRET)).check(credentials, mode)
 
 
 def reason(tok: str | bytes | None, **kwargs: Any) -> Reason:
@@ -49,7 +49,7 @@ def reason(tok: str | bytes | None, **kwargs: Any) -> Reason:
 
 
 def at_now(**kwargs: Any) -> Verifier:
-    return Verifier(DUMMY_SECRET, clock=lambda: NOW, **kwargs)
+    return Verifier.with_secret(DUMMY_SECRET, clock=lambda: NOW, **kwargs)
 
 
 # --- allowed ---------------------------------------------------------------------------------
@@ -57,7 +57,7 @@ def at_now(**kwargs: Any) -> Verifier:
 
 def test_valid_token_bound_to_the_binding_header_is_allowed() -> None:
     verdict = check(bound_token(BINDING))
-    assert verdict == Verdict(Reason.OK, Decision.ALLOW, verdict.claims)
+    assert verdict == Verdict(Reason.OK, Decision.ALLOW, verdict.claims, key="secret")
     assert verdict.claims is not None
     assert verdict.claims["pay"] == pay_for(BINDING)
 
@@ -98,7 +98,7 @@ def test_rfc7515_a1_token_is_denied_with_another_key() -> None:
 
 def test_rfc7515_a1_token_verifies_with_its_key_and_is_expired() -> None:
     """Its JSON has CRLF whitespace; its exp is in 2011."""
-    assert reason(RFC7515_A1_TOKEN, verifier=Verifier(RFC7515_A1_KEY)) is Reason.EXPIRED
+    assert reason(RFC7515_A1_TOKEN, verifier=Verifier.with_secret(RFC7515_A1_KEY)) is Reason.EXPIRED
 
 
 # --- algorithm: HS256 only, never chosen by the token ------------------------------------------
@@ -220,11 +220,14 @@ def test_nbf_that_is_not_a_number_is_denied(nbf: Any) -> None:
 def test_issuer_is_checked_only_when_configured() -> None:
     tok = token(iss="someone", pay=pay_for(BINDING))
     assert reason(tok) is Reason.OK
-    assert reason(tok, verifier=Verifier(DUMMY_SECRET, issuer="approov")) is Reason.CLAIMS_INVALID
+    assert (
+        reason(tok, verifier=Verifier.with_secret(DUMMY_SECRET, issuer="approov"))
+        is Reason.CLAIMS_INVALID
+    )
     assert (
         reason(
             token(iss="approov", pay=pay_for(BINDING)),
-            verifier=Verifier(DUMMY_SECRET, issuer="approov"),
+            verifier=Verifier.with_secret(DUMMY_SECRET, issuer="approov"),
         )
         is Reason.OK
     )
@@ -242,7 +245,10 @@ def test_issuer_is_checked_only_when_configured() -> None:
 )
 def test_audience_when_configured_must_match_or_be_listed(aud: Any, expected: Reason) -> None:
     claims = {"pay": pay_for(BINDING)} if aud is None else {"aud": aud, "pay": pay_for(BINDING)}
-    assert reason(token(**claims), verifier=Verifier(DUMMY_SECRET, audience="api")) is expected
+    assert (
+        reason(token(**claims), verifier=Verifier.with_secret(DUMMY_SECRET, audience="api"))
+        is expected
+    )
 
 
 # --- strict JOSE ------------------------------------------------------------------------------
@@ -367,7 +373,9 @@ def test_empty_token_is_missing() -> None:
 @pytest.mark.parametrize("second", [b"", b"x"])
 def test_token_header_sent_twice_is_denied_even_if_one_copy_is_empty(second: bytes) -> None:
     tok = bound_token(BINDING).encode()
-    verdict = Verifier(DUMMY_SECRET).check(Credentials((tok, second), BINDING), BindingMode.OFF)
+    verdict = Verifier.with_secret(DUMMY_SECRET).check(
+        Credentials((tok, second), BINDING), BindingMode.OFF
+    )
     assert verdict.reason is Reason.TOKEN_DUPLICATED
 
 
@@ -438,7 +446,7 @@ def test_binding_off_ignores_pay_and_the_header() -> None:
 
 def test_binding_header_sent_twice_with_different_values_is_denied() -> None:
     credentials = Credentials((bound_token(BINDING).encode(),), BINDING, binding_conflict=True)
-    verdict = Verifier(DUMMY_SECRET).check(credentials, BindingMode.REQUIRED)
+    verdict = Verifier.with_secret(DUMMY_SECRET).check(credentials, BindingMode.REQUIRED)
     assert verdict.reason is Reason.BINDING_HEADER_DUPLICATED
 
 
@@ -446,7 +454,7 @@ def test_binding_header_sent_twice_with_different_values_is_denied() -> None:
 
 
 def test_invalid_token_in_token_monitor_mode_is_allowed_as_monitor() -> None:
-    verifier = Verifier(DUMMY_SECRET, abort_on_invalid_token=False)
+    verifier = Verifier.with_secret(DUMMY_SECRET, abort_on_invalid_token=False)
     verdict = check(bound_token(BINDING, secret=OTHER_SECRET), verifier=verifier)
     assert (verdict.reason, verdict.decision, verdict.allowed) == (
         Reason.SIGNATURE_INVALID,
@@ -456,24 +464,24 @@ def test_invalid_token_in_token_monitor_mode_is_allowed_as_monitor() -> None:
 
 
 def test_token_monitor_mode_does_not_excuse_binding_failures() -> None:
-    verifier = Verifier(DUMMY_SECRET, abort_on_invalid_token=False)
+    verifier = Verifier.with_secret(DUMMY_SECRET, abort_on_invalid_token=False)
     verdict = check(bound_token(b"Bearer other"), verifier=verifier)
     assert (verdict.reason, verdict.decision) == (Reason.BINDING_MISMATCH, Decision.DENY)
 
 
 def test_binding_failure_in_binding_monitor_mode_is_allowed_as_monitor() -> None:
-    verifier = Verifier(DUMMY_SECRET, abort_on_invalid_binding=False)
+    verifier = Verifier.with_secret(DUMMY_SECRET, abort_on_invalid_binding=False)
     verdict = check(bound_token(b"Bearer other"), verifier=verifier)
     assert (verdict.reason, verdict.decision) == (Reason.BINDING_MISMATCH, Decision.MONITOR)
 
 
 def test_missing_pay_is_a_binding_failure_for_the_monitor_flags() -> None:
-    verifier = Verifier(DUMMY_SECRET, abort_on_invalid_binding=False)
+    verifier = Verifier.with_secret(DUMMY_SECRET, abort_on_invalid_binding=False)
     assert check(token(), verifier=verifier).decision is Decision.MONITOR
 
 
 def test_binding_monitor_mode_does_not_excuse_invalid_tokens() -> None:
-    verifier = Verifier(DUMMY_SECRET, abort_on_invalid_binding=False)
+    verifier = Verifier.with_secret(DUMMY_SECRET, abort_on_invalid_binding=False)
     assert check(token(exp=1), verifier=verifier).decision is Decision.DENY
 
 

@@ -1,0 +1,106 @@
+"""APPROOV_JWKS_URL with the real server: unready until a key set loads, then verifying."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tests.e2e.servers import Authsvc
+
+pytestmark = pytest.mark.e2e
+
+
+class JwksServer:
+    """A loopback JWKS endpoint whose document a test can change, or take down (503)."""
+
+    def __init__(self) -> None:
+        self.document: bytes | None = None
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = server.document
+                self.send_response(200 if body is not None else 503)
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, format: str, *args: object) -> None:
+                """Quiet."""
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.http.server_address[1]}/jwks.json"
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    def publish(self, key: ec.EllipticCurvePrivateKey, kid: str) -> None:
+        jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+        self.document = json.dumps({"keys": [{**jwk, "kid": kid}]}).encode()
+
+    def close(self) -> None:
+        self.http.shutdown()
+        self.http.server_close()
+
+
+@pytest.fixture
+def jwks() -> Iterator[JwksServer]:
+    server = JwksServer()
+    yield server
+    server.close()
+
+
+def status(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.headers.get("X-Approov-Reason", "")
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("X-Approov-Reason", "")
+
+
+def es256_token(key: ec.EllipticCurvePrivateKey, kid: str) -> dict[str, str]:
+    tok = jwt.encode({"exp": int(time.time()) + 300}, key, "ES256", headers={"kid": kid})
+    return {"Approov-Token": tok}
+
+
+def test_jwks_url_keys_verify_tokens_from_start_up(jwks: JwksServer, tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwks.publish(key, "k1")
+    server = Authsvc(tmp_path, env={"APPROOV_JWKS_URL": jwks.url}).start()
+    try:
+        assert status(f"{server.url}/readyz")[0] == 200
+        assert status(f"{server.url}/auth/binding-off", es256_token(key, "k1")) == (204, "ok")
+        assert status(f"{server.url}/auth/binding-off", es256_token(key, "k2")) == (
+            401,
+            "kid_unknown",
+        )
+    finally:
+        server.stop()
+
+
+def test_unready_and_denying_until_the_jwks_url_answers(jwks: JwksServer, tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    server = Authsvc(tmp_path, env={"APPROOV_JWKS_URL": jwks.url}, workers=1).start()
+    try:
+        assert status(f"{server.url}/readyz")[0] == 503
+        assert status(f"{server.url}/auth/binding-off", es256_token(key, "k1")) == (
+            401,
+            "keys_unavailable",
+        )
+        jwks.publish(key, "k1")
+        deadline = time.monotonic() + 10  # unready workers retry every second
+        while status(f"{server.url}/readyz")[0] != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert status(f"{server.url}/auth/binding-off", es256_token(key, "k1")) == (204, "ok")
+    finally:
+        server.stop()
