@@ -2,7 +2,7 @@
 
 `/auth` answers the allow status or 401 for any method and any headers; the policy (how the
 token binding is checked) is chosen by the path nginx sends the subrequest to, never by the
-client. `/healthz` and `/readyz` are for orchestrators.
+client. `/healthz` and `/readyz` are for orchestrators, `/metrics` for Prometheus.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from authsvc.config import BindingMode, Settings
 from authsvc.credentials import CredentialReader
 from authsvc.decisionlog import DecisionLog, header_text
 from authsvc.keys import KeySource
+from authsvc.metrics import CONTENT_TYPE, Metrics
 from authsvc.verify import Decision, Reason, Verdict, Verifier
 
 Scope = dict[str, Any]
@@ -32,7 +33,9 @@ AUTH_PATH = "/auth"
 
 REASON_HEADER = "X-Approov-Reason"
 DEVICE_ID_HEADER = "X-Approov-Did"
-_DEVICE_ID = re.compile(r"[\x21-\x7e]{1,256}")
+REQUEST_ID_HEADER = "X-Request-ID"
+# Values copied into response headers: printable ASCII only, bounded.
+_SAFE_HEADER_VALUE = re.compile(rb"[\x21-\x7e]{1,256}")
 _CONTEXT_HEADERS = frozenset(
     {b"x-original-method", b"x-original-uri", b"x-original-url", b"x-request-id"}
 )
@@ -53,10 +56,12 @@ class AuthSink:
         settings: Settings,
         verifier: Verifier,
         log: DecisionLog | None,
+        metrics: Metrics,
         clock: Callable[[], float],
     ) -> None:
         self._verifier = verifier
         self._log = log
+        self._metrics = metrics
         self._clock = clock
         self._reader = CredentialReader(settings.token_header, settings.binding_headers)
         self._default_mode = settings.binding_mode
@@ -77,9 +82,10 @@ class AuthSink:
         except Exception as exc:  # any bug is a deny, never a 500 that nginx turns into an error
             verdict = Verdict(Reason.INTERNAL_ERROR, Decision.DENY)
             error = type(exc).__name__
-        self._respond(response, verdict)
+        self._metrics.record(verdict, time.perf_counter() - started)
+        context = {name: value for name, value in headers if name in _CONTEXT_HEADERS}
+        self._respond(response, verdict, context.get(b"x-request-id"))
         if self._log is not None:
-            context = {name: value for name, value in headers if name in _CONTEXT_HEADERS}
             self._log.record(
                 verdict,
                 policy=mode.value,
@@ -91,8 +97,12 @@ class AuthSink:
                 error=error,
             )
 
-    def _respond(self, resp: falcon.asgi.Response, verdict: Verdict) -> None:
+    def _respond(
+        self, resp: falcon.asgi.Response, verdict: Verdict, request_id: bytes | None
+    ) -> None:
         resp.set_header(REASON_HEADER, verdict.reason.value)
+        if request_id is not None and _SAFE_HEADER_VALUE.fullmatch(request_id):
+            resp.set_header(REQUEST_ID_HEADER, request_id.decode("ascii"))
         if not verdict.allowed:
             resp.status = falcon.HTTP_401
             resp.set_header("Cache-Control", "no-store")
@@ -108,7 +118,7 @@ class AuthSink:
         resp.set_header("Cache-Control", f"max-age={max_age}")
         resp.set_header("Vary", self._vary)
         did = claims.get("did")
-        if isinstance(did, str) and _DEVICE_ID.fullmatch(did):
+        if isinstance(did, str) and did.isascii() and _SAFE_HEADER_VALUE.fullmatch(did.encode()):
             resp.set_header(DEVICE_ID_HEADER, did)
 
 
@@ -123,20 +133,33 @@ class Health:
 
 
 class Readiness:
-    """Readiness: 200 once the verifier has a key, 503 before."""
+    """Readiness: 200 once the verifier has its keys; 503 before, and once stopping."""
 
-    def __init__(self, verifier: Verifier) -> None:
+    def __init__(self, verifier: Verifier, is_stopping: Callable[[], bool]) -> None:
         self._verifier = verifier
+        self._is_stopping = is_stopping
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resp.content_type = falcon.MEDIA_TEXT
-        if self._verifier.ready:
+        if self._is_stopping():
+            resp.status = falcon.HTTP_503
+            resp.text = "stopping\n"
+        elif self._verifier.ready:
             resp.text = "ready\n"
         else:
             resp.status = falcon.HTTP_503
             resp.text = "not ready\n"
 
     on_head = on_get
+
+
+class MetricsResource:
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.content_type = CONTENT_TYPE
+        resp.data = self._metrics.exposition()
 
 
 class RequestShim:
@@ -170,12 +193,15 @@ def create_app(
     keys: KeySource | None = None,
     verifier: Verifier | None = None,
     decision_log: DecisionLog | None = None,
+    metrics: Metrics | None = None,
     clock: Callable[[], float] = time.time,
+    is_stopping: Callable[[], bool] = lambda: False,
 ) -> AsgiApp:
     """Build the ASGI app from settings and loaded keys; reads no environment."""
-    if verifier is None:
-        keys = keys if keys is not None else KeySource.from_settings(settings)
-        verifier = Verifier.from_settings(settings, keys, clock)
+    keys = keys if keys is not None else KeySource.from_settings(settings)
+    verifier = verifier if verifier is not None else Verifier.from_settings(settings, keys, clock)
+    metrics = metrics if metrics is not None else Metrics()
+    metrics.watch(keys)
     log = None
     if settings.logging_enabled:
         log = decision_log if decision_log is not None else DecisionLog()
@@ -183,6 +209,7 @@ def create_app(
     # An empty 401 gets no Content-Type; responders that have a body set their own.
     app.resp_options.default_media_type = None  # type: ignore[assignment]
     app.add_route("/healthz", Health())
-    app.add_route("/readyz", Readiness(verifier))
-    app.add_sink(AuthSink(settings, verifier, log, clock), _AUTH_ROUTE)
+    app.add_route("/readyz", Readiness(verifier, is_stopping))
+    app.add_route("/metrics", MetricsResource(metrics))
+    app.add_sink(AuthSink(settings, verifier, log, metrics, clock), _AUTH_ROUTE)
     return RequestShim(app)

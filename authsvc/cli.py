@@ -1,28 +1,44 @@
-"""Command line: `authsvc serve` and `authsvc check-config`.
+"""Command line: serve, check-config, explain, token.
 
-Exit codes: 0 success, 1 configuration error, 2 usage error.
+Exit codes: 0 success (for explain: the token would be allowed), 1 configuration error or a
+refused command, 2 usage error, 3 explain: the token would be denied.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
-from authsvc.config import ConfigError, Settings
+from authsvc.config import PUBLIC_DUMMY_SECRET_B64, BindingMode, ConfigError, Settings
+from authsvc.devtoken import mint, parse_duration
 from authsvc.environment import load_environment
+from authsvc.explain import explain
 from authsvc.keys import KeySource
-from authsvc.server import DEFAULT_GRACEFUL_TIMEOUT, serve
+from authsvc.server import DEFAULT_GRACEFUL_TIMEOUT, LOG_LEVELS, ServeOptions, serve
+from authsvc.verify import Decision, Verifier
 
 DEFAULT_BIND = "127.0.0.1:8002"
-EXIT_CONFIG_ERROR = 1
+EXIT_REFUSED = 1
+EXIT_DENIED = 3
+PUBLIC_DUMMY_SECRET = base64.b64decode(PUBLIC_DUMMY_SECRET_B64)
 
 
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
     return int(text)
+
+
+def _duration(text: str) -> int:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _default_workers() -> int:
@@ -36,36 +52,86 @@ def _parser() -> argparse.ArgumentParser:
         description="Approov token verification for nginx auth_request, ingress auth-url "
         "and Traefik forwardAuth. Settings come from APPROOV_* environment variables "
         "and ./.env (the environment wins).",
-        epilog="exit codes: 0 success, 1 configuration error, 2 usage error",
+        epilog="exit codes: 0 success, 1 configuration error or refused, 2 usage error, "
+        "3 (explain) the token would be denied",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = commands.add_parser(
+
+    serve_cmd = commands.add_parser(
         "serve",
         help="run the production server (gunicorn, asyncio workers)",
-        description="Run the production server. Refuses to start on a configuration error.",
+        description="Run the production server. Refuses to start on a configuration error. "
+        "SIGTERM: graceful stop (readiness turns 503, open requests finish); "
+        "SIGHUP: reload settings and keys.",
     )
-    serve.add_argument(
-        "--bind",
-        default=DEFAULT_BIND,
-        help="HOST:PORT or unix:PATH to listen on (default: %(default)s)",
+    serve_cmd.add_argument(
+        "--bind", default=DEFAULT_BIND, help="HOST:PORT or unix:PATH (default: %(default)s)"
     )
-    serve.add_argument(
+    serve_cmd.add_argument(
         "--workers",
         type=_positive_int,
         default=_default_workers(),
         help="worker processes; about one per CPU (default here: %(default)s)",
     )
-    serve.add_argument(
+    serve_cmd.add_argument(
         "--graceful-timeout",
         type=_positive_int,
         default=DEFAULT_GRACEFUL_TIMEOUT,
         help="seconds a stopping or reloading worker keeps serving its open connections"
         " (default: %(default)s)",
     )
+    serve_cmd.add_argument(
+        "--access-log",
+        action="store_true",
+        help="also log every HTTP request (off: the decision line already logs each /auth)",
+    )
+    serve_cmd.add_argument(
+        "--log-level", choices=LOG_LEVELS, default="info", help="server log level (default: info)"
+    )
+    serve_cmd.add_argument(
+        "--metrics-dir",
+        type=Path,
+        help="directory for the workers' Prometheus values, emptied at start"
+        " (default: a private temporary directory)",
+    )
+
     commands.add_parser(
         "check-config",
         help="validate the configuration: list every problem, or print the effective settings",
-        description="Exit 0 with a one-line summary (secret masked), or 1 with every problem.",
+        description="Exit 0 with a one-line summary (secrets masked), or 1 with every problem.",
+    )
+
+    explain_cmd = commands.add_parser(
+        "explain",
+        help="say why a token is allowed or rejected, check by check",
+        description="Decode a token without trusting it, verify it with the configured keys, "
+        "and print each check and the reason code. Exit 0 if allowed, 3 if denied.",
+    )
+    explain_cmd.add_argument("token", help="the Approov-Token header's value")
+    explain_cmd.add_argument(
+        "--binding", help="the binding header's value, e.g. 'Bearer x' (the Authorization value)"
+    )
+    explain_cmd.add_argument(
+        "--policy",
+        choices=[mode.value for mode in BindingMode],
+        help="binding policy to check with (default: APPROOV_TOKEN_BINDING)",
+    )
+
+    token_cmd = commands.add_parser(
+        "token",
+        help="mint a test token with the configured HS256 secret",
+        description="Print an HS256 token signed with the configured secret. Refuses any "
+        "secret but Approov's public dummy unless --dev is given.",
+    )
+    token_cmd.add_argument(
+        "--expires", type=_duration, default=300, help="lifetime: 30s, 5m, 2h, 1d (default: 5m)"
+    )
+    token_cmd.add_argument("--binding", help="bind to this header value, e.g. 'Bearer x'")
+    token_cmd.add_argument("--did", help="device id claim")
+    token_cmd.add_argument(
+        "--dev",
+        action="store_true",
+        help="allow a secret other than the public dummy (its tokens pass wherever it is used)",
     )
     return parser
 
@@ -79,15 +145,54 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             raise ConfigError([f"APPROOV_JWKS_URL: {settings.jwks_url} could not be loaded"])
     except ConfigError as error:
         print(f"authsvc: {error}", file=sys.stderr)
-        return EXIT_CONFIG_ERROR
+        return EXIT_REFUSED
     if args.command == "check-config":
         print(f"{settings.summary()} loaded={keys.current.describe()}")
         return 0
-    serve(
-        settings,
-        keys,
+    if args.command == "explain":
+        return _explain(args, settings, keys)
+    if args.command == "token":
+        return _token(args, keys)
+    options = ServeOptions(
         bind=args.bind,
         workers=args.workers,
         graceful_timeout=args.graceful_timeout,
+        access_log=args.access_log,
+        log_level=args.log_level,
+        metrics_dir=args.metrics_dir,
     )
+    serve(settings, keys, options)
+    return 0
+
+
+def _explain(args: argparse.Namespace, settings: Settings, keys: KeySource) -> int:
+    mode = BindingMode(args.policy) if args.policy else settings.binding_mode
+    explanation = explain(
+        args.token,
+        binding=args.binding,
+        mode=mode,
+        verifier=Verifier.from_settings(settings, keys),
+        keys=keys.current,
+        now=time.time(),
+    )
+    print(explanation.render())
+    return EXIT_DENIED if explanation.verdict.decision is Decision.DENY else 0
+
+
+def _token(args: argparse.Namespace, keys: KeySource) -> int:
+    secret = next((key.material for key in keys.current.keys if key.label == "secret"), None)
+    if secret is None:
+        print(
+            "authsvc: token needs an HS256 secret (APPROOV_BASE64_SECRET or _FILE)",
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
+    if secret != PUBLIC_DUMMY_SECRET and not args.dev:
+        print(
+            "authsvc: refusing to mint with a real secret: its tokens would pass in production."
+            " Use Approov's dummy secret for tests, or pass --dev if you mean it.",
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
+    print(mint(secret, lifetime_seconds=args.expires, binding=args.binding, did=args.did))
     return 0

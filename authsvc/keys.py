@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -238,6 +239,10 @@ class KeySource:
         self._url_loaded = jwks_url is None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._listeners: list[Callable[[KeySource], None]] = []
+        self.loaded_at = time.time()
+        self.last_load_ok = True
+        """False after a failed JWKS refresh or a refused reload, until the next success."""
 
     @classmethod
     def from_settings(
@@ -269,7 +274,7 @@ class KeySource:
             return True
         fetched = fetch_jwks(self._jwks_url, self._timeout_seconds, self._fetch)
         if fetched is None:
-            return False
+            return self._loaded(ok=False)
         from_url = tuple(
             Key(key.algorithm, key.material, key.label.replace("jwks:", "jwks-url:"), key.kid)
             for key in fetched
@@ -277,10 +282,25 @@ class KeySource:
         clashes = _duplicate_kids((*self._static, *from_url))
         if clashes:
             log.warning("JWKS %s not loaded: %s", self._jwks_url, "; ".join(clashes))
-            return False
+            return self._loaded(ok=False)
         self.current = KeySet((*self._static, *from_url))
         self._url_loaded = True
-        return True
+        self.loaded_at = time.time()
+        return self._loaded(ok=True)
+
+    def note_refused_reload(self) -> None:
+        """A reload was refused: these keys stay, and the failure shows in the metrics."""
+        self._loaded(ok=False)
+
+    def on_load(self, listener: Callable[[KeySource], None]) -> None:
+        """Call `listener` after every load attempt (JWKS refresh, refused reload)."""
+        self._listeners.append(listener)
+
+    def _loaded(self, *, ok: bool) -> bool:
+        self.last_load_ok = ok
+        for listener in self._listeners:
+            listener(self)
+        return ok
 
     def start_refreshing(self) -> None:
         """Refresh the JWKS URL in a daemon thread (nothing to do without one)."""

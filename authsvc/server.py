@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -12,11 +17,13 @@ from authsvc.app import AsgiApp, create_app
 from authsvc.config import ConfigError, Settings
 from authsvc.environment import load_environment
 from authsvc.keys import KeySource
+from authsvc.metrics import MULTIPROCESS_DIR_VARIABLE
 
 log = logging.getLogger("gunicorn.error")
 
 # A stopping worker answers with `Connection: close` meanwhile, so nginx moves to new workers.
 DEFAULT_GRACEFUL_TIMEOUT = 30
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 DEFAULT_OPTIONS: Mapping[str, Any] = {
     # Measured: the asyncio worker (with uvloop) serves ~3.5x the requests of gthread on
@@ -30,14 +37,46 @@ DEFAULT_OPTIONS: Mapping[str, Any] = {
     "limit_request_line": 8190,
     "limit_request_fields": 32768,
     "limit_request_field_size": 65536,
-    # The decision line on stdout is the access log.
-    "accesslog": None,
     "errorlog": "-",
     "proc_name": "authsvc",
     "graceful_timeout": DEFAULT_GRACEFUL_TIMEOUT,
     # gunicorn 27's control socket would be created in $HOME; authsvc has no use for it.
     "control_socket_disable": True,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    bind: str
+    workers: int
+    graceful_timeout: int = DEFAULT_GRACEFUL_TIMEOUT
+    access_log: bool = False
+    """Off by default: the decision line on stdout is the log of every request."""
+    log_level: str = "info"
+    metrics_dir: Path | None = None
+    """Where workers keep their Prometheus values; a private temporary directory if None."""
+
+    def gunicorn(self) -> dict[str, Any]:
+        return {
+            "bind": [self.bind],
+            "workers": self.workers,
+            "graceful_timeout": self.graceful_timeout,
+            "accesslog": "-" if self.access_log else None,
+            "loglevel": self.log_level,
+        }
+
+
+class WorkerState:
+    """Lets the app see, from inside a worker, whether gunicorn is stopping that worker."""
+
+    def __init__(self) -> None:
+        self._worker: Any = None
+
+    def attach(self, worker: Any) -> None:
+        self._worker = worker
+
+    def stopping(self) -> bool:
+        return self._worker is not None and not self._worker.alive
 
 
 class AuthServer(BaseApplication):  # type: ignore[misc]
@@ -51,7 +90,13 @@ class AuthServer(BaseApplication):  # type: ignore[misc]
     def __init__(self, settings: Settings, keys: KeySource, options: Mapping[str, Any]) -> None:
         self._settings = settings
         self._keys = keys
-        self._options = {**DEFAULT_OPTIONS, **options}
+        self._worker_state = WorkerState()
+        self._options = {
+            **DEFAULT_OPTIONS,
+            "post_worker_init": self._worker_state.attach,
+            "child_exit": _forget_worker_metrics,
+            **options,
+        }
         super().__init__()
 
     def load_config(self) -> None:
@@ -64,6 +109,7 @@ class AuthServer(BaseApplication):  # type: ignore[misc]
             keys = KeySource.from_settings(settings)
         except ConfigError as error:
             log.error("reload refused, keeping the running configuration: %s", error)
+            self._keys.note_refused_reload()
         else:
             self._settings, self._keys = settings, keys
             log.info("reloaded: keys %s", keys.current.describe())
@@ -72,11 +118,28 @@ class AuthServer(BaseApplication):  # type: ignore[misc]
     def load(self) -> AsgiApp:
         # In each worker: the JWKS URL (if any) is refreshed by a thread of its own.
         self._keys.start_refreshing()
-        return create_app(self._settings, keys=self._keys)
+        return create_app(self._settings, keys=self._keys, is_stopping=self._worker_state.stopping)
 
 
-def serve(
-    settings: Settings, keys: KeySource, *, bind: str, workers: int, graceful_timeout: int
-) -> None:
-    options = {"bind": [bind], "workers": workers, "graceful_timeout": graceful_timeout}
-    AuthServer(settings, keys, options).run()
+def _forget_worker_metrics(server: Any, worker: Any) -> None:
+    """gunicorn's child_exit hook: drop a dead worker's live gauges (its counters stay summed)."""
+    from prometheus_client import multiprocess  # noqa: PLC0415 - see authsvc.metrics
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def serve(settings: Settings, keys: KeySource, options: ServeOptions) -> None:
+    """Run gunicorn until it stops, with a clean Prometheus multiprocess directory."""
+    private = options.metrics_dir is None
+    metrics_dir = options.metrics_dir or Path(tempfile.mkdtemp(prefix="authsvc-metrics-"))
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    for stale in metrics_dir.glob("*.db"):  # values of an earlier run would be summed in
+        stale.unlink()
+    os.environ[MULTIPROCESS_DIR_VARIABLE] = str(metrics_dir)
+    master = os.getpid()
+    try:
+        AuthServer(settings, keys, options.gunicorn()).run()
+    finally:
+        # Workers are forked inside run() and leave through here too: only the master cleans.
+        if private and os.getpid() == master:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -96,8 +96,8 @@ class Verdict:
         return self.decision is not Decision.DENY
 
 
-class _Malformed(Exception):
-    """The token is not a strict compact JWS."""
+class Malformed(ValueError):
+    """The token is not a strict compact JWS; the message says why."""
 
 
 class Verifier:
@@ -178,8 +178,8 @@ class Verifier:
         if not keys.keys:
             return Reason.KEYS_UNAVAILABLE, None, None
         try:
-            header, claims = _parse_compact_jws(token)
-        except _Malformed:
+            header, claims = parse_compact_jws(token)
+        except Malformed:
             return Reason.TOKEN_MALFORMED, None, None
         algorithm = header.get("alg")
         if not isinstance(algorithm, str) or algorithm not in keys.algorithms:
@@ -270,47 +270,52 @@ def _audience_matches(aud: object, audience: str) -> bool:
     return isinstance(aud, list) and audience in aud
 
 
-def _parse_compact_jws(token: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+def parse_compact_jws(token: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and claims of a strict compact JWS, NOT verified; Malformed says what is wrong."""
     if not _COMPACT_JWS.fullmatch(token):
-        raise _Malformed
+        raise Malformed(
+            "not three non-empty base64url segments joined by dots (no padding, spaces or prefix)"
+        )
     header_segment, payload_segment, signature_segment = token.split(b".")
-    _decode_segment(signature_segment)
+    _decode_segment(signature_segment, "signature")
     return (
-        _decode_json_object(_decode_segment(header_segment)),
-        _decode_json_object(_decode_segment(payload_segment)),
+        _decode_json_object(_decode_segment(header_segment, "header"), "header"),
+        _decode_json_object(_decode_segment(payload_segment, "payload"), "payload"),
     )
 
 
-def _decode_segment(segment: bytes) -> bytes:
+def _decode_segment(segment: bytes, name: str) -> bytes:
     try:
         decoded = base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
     except (binascii.Error, ValueError):
-        raise _Malformed from None
+        raise Malformed(f"the {name} is not base64url") from None
     # Only the canonical encoding: no stray trailing bits that make two spellings of one token.
     if base64.urlsafe_b64encode(decoded).rstrip(b"=") != segment:
-        raise _Malformed
+        raise Malformed(f"the {name} is not canonical base64url")
     return decoded
 
 
-def _decode_json_object(raw: bytes) -> dict[str, Any]:
+def _decode_json_object(raw: bytes, name: str) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")
         if text.startswith("\ufeff"):
-            raise _Malformed
+            raise Malformed(f"the {name} starts with a byte order mark")
         value = json.loads(
             text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant
         )
-    except (ValueError, RecursionError):
-        raise _Malformed from None
+    except Malformed:
+        raise
+    except (ValueError, RecursionError) as error:
+        raise Malformed(f"the {name} is not UTF-8 JSON: {error}") from None
     if not isinstance(value, dict):
-        raise _Malformed
+        raise Malformed(f"the {name} is not a JSON object")
     return value
 
 
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result = dict(pairs)
     if len(result) != len(pairs):
-        raise ValueError("duplicate key")
+        raise ValueError("a key appears twice")
     return result
 
 

@@ -18,10 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import jwt
-
 from authsvc.config import PUBLIC_DUMMY_SECRET_B64
-from authsvc.verify import binding_pay
+from authsvc.devtoken import mint
 from demo import nginx
 from demo.processes import spawn, stop, wait_until_answering
 
@@ -31,10 +29,8 @@ AUTHORIZATION = "Bearer demo-user-session"
 
 
 def demo_token(binding: str | None) -> str:
-    claims: dict[str, object] = {"exp": int(time.time()) + TOKEN_LIFETIME_SECONDS, "did": "demo"}
-    if binding is not None:
-        claims["pay"] = binding_pay(binding.encode())
-    return jwt.encode(claims, base64.b64decode(PUBLIC_DUMMY_SECRET_B64), algorithm="HS256")
+    secret = base64.b64decode(PUBLIC_DUMMY_SECRET_B64)
+    return mint(secret, lifetime_seconds=TOKEN_LIFETIME_SECONDS, binding=binding, did="demo")
 
 
 def curl(url: str, headers: dict[str, str]) -> str:

@@ -136,3 +136,6 @@ def test_rotating_the_secret_file_with_hup_fails_no_request(
     assert send(port, "GET", "/api/x", old).status == 401
     assert send(port, "GET", "/api/x", new).status == 200
     assert '"key": "previous-secret-1"' in stack.authsvc.log_text()
+    # workers that left on reload did not take the shared metrics directory with them
+    assert send(stack.authsvc.port, "GET", "/metrics").status == 200
+    assert "Traceback" not in stack.authsvc.log_text()

@@ -16,6 +16,7 @@ from authsvc.config import BindingMode, Settings
 from authsvc.credentials import Credentials
 from authsvc.decisionlog import DecisionLog
 from authsvc.keys import KeySource
+from authsvc.metrics import Metrics
 from authsvc.verify import Verdict, Verifier
 from tests.tokens import DUMMY_SECRET, DUMMY_SECRET_B64, OTHER_SECRET, bound_token, token
 
@@ -357,3 +358,75 @@ def test_logging_disabled_writes_nothing() -> None:
     service.auth(valid())
     service.auth(None)
     assert service.log.getvalue() == ""
+
+
+# --- metrics, request id, lifecycle -------------------------------------------------------------
+
+
+def metric_lines(service: Service) -> list[str]:
+    result = service.client.simulate_get("/metrics")
+    assert result.status_code == 200
+    assert result.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    return [line for line in result.text.splitlines() if not line.startswith("#")]
+
+
+def test_metrics_count_decisions_by_decision_and_reason(service: Service) -> None:
+    for _ in range(3):
+        service.auth(valid())
+    service.auth(None)
+    lines = metric_lines(service)
+    assert 'authsvc_decisions_total{decision="allow",reason="ok"} 3.0' in lines
+    assert 'authsvc_decisions_total{decision="deny",reason="token_missing"} 1.0' in lines
+    assert "authsvc_verify_seconds_count 4.0" in lines
+
+
+def test_metric_labels_never_hold_a_token_a_device_id_or_a_path(service: Service) -> None:
+    tok = valid()
+    service.auth(tok, path="/auth/binding-off", headers={"X-Original-URI": "/secret/path"})
+    text = "\n".join(metric_lines(service))
+    for leaked in (tok[:20], "device-1", "/secret/path", "binding-off"):
+        assert leaked not in text
+
+
+def test_metrics_report_the_keys_and_the_build(service: Service) -> None:
+    lines = metric_lines(service)
+    assert "authsvc_keys 1.0" in lines
+    assert "authsvc_keys_last_load_success 1.0" in lines
+    assert any(line.startswith('authsvc_build_info{algorithms="HS256",version="') for line in lines)
+    loaded = next(line for line in lines if line.startswith("authsvc_keys_loaded_timestamp"))
+    assert time.time() - 60 < float(loaded.split()[1]) <= time.time()
+
+
+def test_request_id_is_echoed(service: Service) -> None:
+    assert service.auth(None, headers={"X-Request-ID": "r-42"}).headers["X-Request-ID"] == "r-42"
+    assert "X-Request-ID" not in service.auth(None, headers={"X-Request-ID": "a b"}).headers
+
+
+def test_readyz_turns_503_once_the_worker_is_stopping() -> None:
+    stopping = False
+    settings = Settings(secret=DUMMY_SECRET)
+    app = create_app(
+        settings, decision_log=DecisionLog(io.StringIO()), is_stopping=lambda: stopping
+    )
+    client = falcon.testing.TestClient(app)
+    assert client.simulate_get("/readyz").status_code == 200
+    stopping = True
+    assert client.simulate_get("/readyz").status_code == 503
+    assert client.simulate_get("/healthz").status_code == 200
+
+
+class BrokenCounter:
+    def labels(self, *values: str) -> BrokenCounter:
+        raise OSError("No space left on device")
+
+
+def test_a_metrics_failure_never_fails_the_request() -> None:
+    metrics = Metrics()
+    metrics.decisions = BrokenCounter()  # type: ignore[assignment]
+    app = create_app(
+        Settings(secret=DUMMY_SECRET), decision_log=DecisionLog(io.StringIO()), metrics=metrics
+    )
+    client = falcon.testing.TestClient(app)
+    headers = {"Approov-Token": valid(), "Authorization": AUTHORIZATION}
+    assert client.simulate_get("/auth", headers=headers).status_code == 204
+    assert client.simulate_get("/auth", headers=headers).status_code == 204

@@ -1,14 +1,30 @@
-"""The command line: check-config, .env loading, usage errors."""
+"""The command line: check-config, explain, token, .env loading, usage errors."""
 
 from __future__ import annotations
 
+import base64
+import json
+import re
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from authsvc.cli import main
+from authsvc.config import BindingMode
+from authsvc.credentials import Credentials
+from authsvc.devtoken import parse_duration
 from authsvc.environment import load_environment
-from tests.tokens import DUMMY_SECRET_B64
+from authsvc.verify import Reason, Verifier
+from tests.tokens import (
+    DUMMY_SECRET,
+    DUMMY_SECRET_B64,
+    OTHER_SECRET,
+    b64url,
+    bound_token,
+    token,
+)
 
 
 def test_check_config_prints_a_one_line_summary_and_exits_0(
@@ -67,3 +83,107 @@ def test_help_is_available_everywhere(argv: list[str], capsys: pytest.CaptureFix
         main(argv, env={})
     assert raised.value.code == 0
     assert "usage: authsvc" in capsys.readouterr().out
+
+
+# --- explain -----------------------------------------------------------------------------------
+
+
+def explain_output(
+    capsys: pytest.CaptureFixture[str], *argv: str, env: dict[str, str] | None = None
+) -> tuple[int, dict[str, str]]:
+    code = main(["explain", *argv], env=env or {"APPROOV_BASE64_SECRET": DUMMY_SECRET_B64})
+    lines = capsys.readouterr().out.splitlines()
+    return code, {line.split()[0]: line.split(None, 1)[1] for line in lines}
+
+
+def test_explain_walks_through_a_valid_token_and_exits_0(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, lines = explain_output(
+        capsys, bound_token(b"Bearer x", did="d1"), "--binding", "Bearer x"
+    )
+    assert code == 0
+    assert lines["signature"] == "ok, verified with key 'secret'"
+    assert lines["binding"].startswith("ok: pay")
+    assert re.fullmatch(r"\d+ = .* \(in 4min 5\ds\)", lines["exp"])
+    assert lines["result"] == "ok: allowed (2xx)"
+
+
+@pytest.mark.parametrize(
+    ("tok", "argv", "line", "expected"),
+    [
+        (lambda: token(ttl=-7200), ["--policy", "off"], "exp", r".*\(2h 0min ago\)"),
+        (
+            lambda: token(secret=OTHER_SECRET),
+            [],
+            "signature",
+            r"not verified \(signature_invalid\)",
+        ),
+        (lambda: "Bearer abc.def.ghi", [], "structure", r"REJECTED: not three .*"),
+        (lambda: bound_token(b"Bearer x"), ["--binding", "Bearer y"], "binding", r"MISMATCH: .*"),
+        (lambda: bound_token(b"Bearer x"), [], "binding", r"pay .*; pass --binding .*"),
+        (token, [], "binding", r"MISSING: the token has no pay claim"),
+    ],
+)
+def test_explain_says_which_check_failed_and_exits_3(
+    capsys: pytest.CaptureFixture[str],
+    tok: Any,
+    argv: list[str],
+    line: str,
+    expected: str,
+) -> None:
+    code, lines = explain_output(capsys, tok(), *argv)
+    assert code == 3
+    assert re.fullmatch(expected, lines[line]), lines[line]
+    assert "denied (401)" in lines["result"]
+
+
+def test_explain_never_prints_the_secret(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["explain", token()], env={"APPROOV_BASE64_SECRET": DUMMY_SECRET_B64})
+    assert DUMMY_SECRET_B64[:12] not in capsys.readouterr().out
+
+
+# --- token -------------------------------------------------------------------------------------
+
+
+def test_token_mints_with_the_public_dummy_secret_a_token_authsvc_accepts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env = {"APPROOV_BASE64_SECRET": DUMMY_SECRET_B64}
+    assert main(["token", "--expires", "2m", "--binding", "Bearer x", "--did", "d9"], env=env) == 0
+    minted = capsys.readouterr().out.strip()
+    verdict = Verifier.with_secret(DUMMY_SECRET).check(
+        Credentials((minted.encode(),), b"Bearer x"), BindingMode.REQUIRED
+    )
+    assert verdict.reason is Reason.OK
+    assert verdict.claims is not None
+    assert verdict.claims["did"] == "d9"
+    assert 110 <= verdict.claims["exp"] - time.time() <= 120
+
+
+def test_token_refuses_a_real_secret_without_dev(capsys: pytest.CaptureFixture[str]) -> None:
+    env = {"APPROOV_BASE64_SECRET": base64.b64encode(OTHER_SECRET).decode()}
+    assert main(["token"], env=env) == 1
+    assert "refusing to mint with a real secret" in capsys.readouterr().err
+    assert main(["token", "--dev"], env=env) == 0
+
+
+def test_token_needs_an_hs256_secret(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [{"kty": "oct", "k": b64url(DUMMY_SECRET).decode()}]}))
+    assert main(["token"], env={"APPROOV_JWKS_FILE": str(jwks)}) == 1
+    assert "needs an HS256 secret" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", ["0", "8d", "5 minutes", "-1m", "1.5h"])
+def test_token_lifetime_outside_1s_to_7d_or_unparsable_is_a_usage_error(text: str) -> None:
+    with pytest.raises(SystemExit) as raised:
+        main(["token", "--expires", text], env={"APPROOV_BASE64_SECRET": DUMMY_SECRET_B64})
+    assert raised.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90", 90), ("30s", 30), ("5m", 300), ("2h", 7200), ("7d", 604800)]
+)
+def test_token_lifetimes(text: str, seconds: int) -> None:
+    assert parse_duration(text) == seconds
