@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 from authsvc.config import KEY_SETTINGS
 from demo import nginx
-from demo.processes import spawn, stop, wait_until_answering
+from demo.processes import START_TIMEOUT_SECONDS, spawn, stop, wait_until_answering
 from tests.tokens import DUMMY_SECRET_B64
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -77,6 +78,7 @@ class Authsvc(Process):
             **({} if names_a_key else {"APPROOV_BASE64_SECRET": DUMMY_SECRET_B64}),
             **env,
         }
+        self._workers = workers
         self._argv = [
             *command,
             "serve",
@@ -88,8 +90,15 @@ class Authsvc(Process):
         ]
 
     def start(self) -> Authsvc:
+        booted_before = self.log_text().count("ASGI server listening")
         self.spawn(self._argv, self._env)
         wait_until_answering(f"{self.url}/healthz", self.process)
+        # Every worker up: a stop signal that reaches a worker still booting is lost, and the
+        # master then waits out the graceful timeout for it.
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while self.log_text().count("ASGI server listening") - booted_before < self._workers:
+            assert time.monotonic() < deadline, self.log_text()
+            time.sleep(0.05)
         return self
 
 
