@@ -78,6 +78,7 @@ class Settings:
     logging_enabled: bool = True
     allow_status: int = 204
     leeway_seconds: int = 0
+    verified_cache_size: int = 10_000
     issuer: str | None = None
     audience: str | None = None
 
@@ -147,6 +148,9 @@ class Settings:
                 _whole_number(0, MAX_LEEWAY_SECONDS, "; fix the clock (NTP) rather than widen it"),
                 0,
             ),
+            verified_cache_size=read(
+                "APPROOV_VERIFIED_CACHE_SIZE", _whole_number(0, 1_000_000), 10_000
+            ),
             issuer=read("APPROOV_ISSUER", str, None),
             audience=read("APPROOV_AUDIENCE", str, None),
         )
@@ -183,6 +187,7 @@ class Settings:
             f"monitor={','.join(monitor) or 'off'}",
             f"allow_status={self.allow_status}",
             f"leeway={self.leeway_seconds}s",
+            f"cache={self.verified_cache_size}",
             f"issuer={self.issuer or '-'}",
             f"audience={self.audience or '-'}",
             f"logging={'on' if self.logging_enabled else 'off'}",

@@ -58,6 +58,7 @@ class DecisionLog:
             "latency_ms": round(latency_ms, 3),
             "did": did[:MAX_FIELD_CHARS] if isinstance(did, str) else None,
             "key": verdict.key,
+            "cached": True if verdict.cached else None,
             "exp": exp if isinstance(exp, int | float) and math.isfinite(exp) else None,
             "error": error,
         }

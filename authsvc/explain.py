@@ -51,10 +51,11 @@ def explain(
     verdict = verifier.check(Credentials((raw,), binding_value), mode)
     lines: list[tuple[str, str]] = [("size", f"{len(raw)} bytes (limit {MAX_TOKEN_BYTES})")]
     try:
-        header, claims = parse_compact_jws(raw)
+        parsed = parse_compact_jws(raw)
     except Malformed as error:
         lines.append(("structure", f"REJECTED: {error}"))
     else:
+        header, claims = parsed.header, parsed.claims
         lines += [
             ("structure", "ok: three base64url segments, UTF-8 JSON objects"),
             ("header", f"{json.dumps(header)} {UNTRUSTED}"),

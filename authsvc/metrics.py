@@ -42,6 +42,12 @@ class Metrics:
             buckets=VERIFY_BUCKETS,
             registry=registry,
         )
+        self.cache_lookups = Counter(
+            "authsvc_cache_lookups",
+            "Lookups in the cache of allowed verdicts, by result (hit or miss).",
+            ["result"],
+            registry=registry,
+        )
         self.keys = Gauge(
             "authsvc_keys", "Keys in use.", multiprocess_mode="livemax", registry=registry
         )
@@ -82,6 +88,7 @@ class Metrics:
         try:
             self.decisions.labels(verdict.decision.value, verdict.reason.value).inc()
             self.verify_seconds.observe(seconds)
+            self.cache_lookups.labels("hit" if verdict.cached else "miss").inc()
         except Exception as error:
             if not self._failed:
                 log.error("metrics not recorded (logged once): %r", error)

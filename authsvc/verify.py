@@ -14,15 +14,16 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, TypeGuard
 
-import jwt
+from jwt.algorithms import Algorithm, get_default_algorithms
 
+from authsvc.cache import VerdictCache
 from authsvc.config import BindingMode, Settings
 from authsvc.credentials import Credentials
-from authsvc.keys import HS256, Key, KeySource
+from authsvc.keys import ES256, HS256, RS256, Key, KeySource
 
 MAX_TOKEN_BYTES = 4096
 # What a datetime can hold: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
@@ -90,6 +91,8 @@ class Verdict:
     """The token's claims, present only when its signature verified."""
     key: str | None = None
     """The label of the key that verified the signature."""
+    cached: bool = False
+    """Answered from the cache of allowed verdicts."""
 
     @property
     def allowed(self) -> bool:
@@ -112,10 +115,15 @@ class Verifier:
         audience: str | None = None,
         abort_on_invalid_token: bool = True,
         abort_on_invalid_binding: bool = True,
+        cache_size: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._keys = keys
-        self._jws = jwt.PyJWS()
+        self._cache = VerdictCache(cache_size) if cache_size > 0 else None
+        # PyJWT's algorithm objects, chosen once; which ones a token may use is the key set's call.
+        self._algorithms: dict[str, Algorithm] = {
+            name: get_default_algorithms()[name] for name in (HS256, RS256, ES256)
+        }
         self._leeway = leeway_seconds
         self._issuer = issuer
         self._audience = audience
@@ -139,6 +147,7 @@ class Verifier:
             audience=settings.audience,
             abort_on_invalid_token=settings.abort_on_invalid_token,
             abort_on_invalid_binding=settings.abort_on_invalid_binding,
+            cache_size=settings.verified_cache_size,
             clock=clock,
         )
 
@@ -148,6 +157,20 @@ class Verifier:
         return self._keys.ready
 
     def check(self, credentials: Credentials, binding_mode: BindingMode) -> Verdict:
+        cache = self._cache
+        if cache is None or len(credentials.tokens) != 1 or credentials.binding_conflict:
+            return self._check(credentials, binding_mode)
+        cache_key = (credentials.tokens[0], credentials.binding_value, binding_mode)
+        keys = self._keys.current
+        hit = cache.get(cache_key, keys, self._clock() - self._leeway)
+        if hit is not None:
+            return replace(hit, cached=True)
+        verdict = self._check(credentials, binding_mode)
+        if verdict.decision is Decision.ALLOW and keys is self._keys.current:
+            cache.put(cache_key, verdict)
+        return verdict
+
+    def _check(self, credentials: Credentials, binding_mode: BindingMode) -> Verdict:
         reason, claims, key = self._evaluate(credentials, binding_mode)
         return Verdict(reason, self._decide(reason), claims, key)
 
@@ -178,9 +201,10 @@ class Verifier:
         if not keys.keys:
             return Reason.KEYS_UNAVAILABLE, None, None
         try:
-            header, claims = parse_compact_jws(token)
+            parsed = parse_compact_jws(token)
         except Malformed:
             return Reason.TOKEN_MALFORMED, None, None
+        header, claims = parsed.header, parsed.claims
         algorithm = header.get("alg")
         if not isinstance(algorithm, str) or algorithm not in keys.algorithms:
             return Reason.ALG_NOT_ALLOWED, None, None
@@ -189,31 +213,27 @@ class Verifier:
         candidates = keys.candidates(algorithm, header.get("kid"))
         if candidates is None:
             return Reason.KID_UNKNOWN, None, None
-        reason, key = self._check_signature(token, algorithm, candidates)
-        if reason is not None:
-            return reason, None, None
+        key = self._verified_by(parsed, algorithm, candidates)
+        if key is None:
+            return Reason.SIGNATURE_INVALID, None, None
         claims_problem = self._check_claims(claims)
         if claims_problem is not None:
             return claims_problem, claims, key
         return self._check_binding(claims, credentials, binding_mode), claims, key
 
-    def _check_signature(
-        self, token: bytes, algorithm: str, candidates: tuple[Key, ...]
-    ) -> tuple[Reason | None, str | None]:
-        """(None, label of the key that verified) or (the reason, None)."""
+    def _verified_by(
+        self, parsed: ParsedToken, algorithm: str, candidates: tuple[Key, ...]
+    ) -> str | None:
+        """The label of the key whose signature this is, or None.
+
+        PyJWT's algorithm layer does the cryptography (HMAC compared in constant time); the
+        token was already parsed strictly above, so it is not parsed a second time.
+        """
+        implementation = self._algorithms[algorithm]
         for key in candidates:
-            try:
-                self._jws.decode_complete(token, key=key.material, algorithms=[algorithm])
-            except jwt.InvalidSignatureError:
-                continue
-            except jwt.InvalidAlgorithmError:
-                return Reason.ALG_NOT_ALLOWED, None
-            except jwt.DecodeError:
-                return Reason.TOKEN_MALFORMED, None
-            except jwt.InvalidTokenError:
-                return Reason.TOKEN_MALFORMED, None
-            return None, key.label
-        return Reason.SIGNATURE_INVALID, None
+            if implementation.verify(parsed.signing_input, key.material, parsed.signature):
+                return key.label
+        return None
 
     def _check_claims(self, claims: Mapping[str, Any]) -> Reason | None:
         exp = claims.get("exp")
@@ -270,17 +290,29 @@ def _audience_matches(aud: object, audience: str) -> bool:
     return isinstance(aud, list) and audience in aud
 
 
-def parse_compact_jws(token: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Header and claims of a strict compact JWS, NOT verified; Malformed says what is wrong."""
+@dataclass(frozen=True, slots=True)
+class ParsedToken:
+    """A strict compact JWS taken apart; nothing in it is verified yet."""
+
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
+
+
+def parse_compact_jws(token: bytes) -> ParsedToken:
+    """Take a strict compact JWS apart (NOT verifying it); Malformed says what is wrong."""
     if not _COMPACT_JWS.fullmatch(token):
         raise Malformed(
             "not three non-empty base64url segments joined by dots (no padding, spaces or prefix)"
         )
-    header_segment, payload_segment, signature_segment = token.split(b".")
-    _decode_segment(signature_segment, "signature")
-    return (
-        _decode_json_object(_decode_segment(header_segment, "header"), "header"),
-        _decode_json_object(_decode_segment(payload_segment, "payload"), "payload"),
+    signing_input, signature_segment = token.rsplit(b".", 1)
+    header_segment, payload_segment = signing_input.split(b".")
+    return ParsedToken(
+        header=_decode_json_object(_decode_segment(header_segment, "header"), "header"),
+        claims=_decode_json_object(_decode_segment(payload_segment, "payload"), "payload"),
+        signing_input=signing_input,
+        signature=_decode_segment(signature_segment, "signature"),
     )
 
 
@@ -300,9 +332,7 @@ def _decode_json_object(raw: bytes, name: str) -> dict[str, Any]:
         text = raw.decode("utf-8")
         if text.startswith("\ufeff"):
             raise Malformed(f"the {name} starts with a byte order mark")
-        value = json.loads(
-            text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant
-        )
+        value = _STRICT_JSON.decode(text)
     except Malformed:
         raise
     except (ValueError, RecursionError) as error:
@@ -321,3 +351,9 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
+
+
+# Built once: json.loads would build a decoder with these hooks on every call.
+_STRICT_JSON = json.JSONDecoder(
+    object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant
+)

@@ -19,6 +19,7 @@ INSTALL_HINT = "nginx is not installed: `sudo apt-get install nginx-light` (Debi
 
 MAIN_CONF = """\
 {user}
+{extra_main}
 worker_processes {workers};
 worker_rlimit_nofile 4096;
 pid {prefix}/nginx.pid;
@@ -56,7 +57,9 @@ class Ports:
     backend: int = 8081
 
 
-def render(prefix: Path, ports: Ports, extra_http: str = "", workers: int = 1) -> Path:
+def render(
+    prefix: Path, ports: Ports, extra_http: str = "", workers: int = 1, extra_main: str = ""
+) -> Path:
     """Copy the shipped files into `prefix`, with only their addresses and log paths changed."""
     replacements = {
         "127.0.0.1:8080": f"127.0.0.1:{ports.nginx}",
@@ -75,7 +78,11 @@ def render(prefix: Path, ports: Ports, extra_http: str = "", workers: int = 1) -
     # As root, workers would run as nobody, who cannot enter a private temp directory.
     user = "user root;" if os.geteuid() == 0 else ""
     main = conf / "nginx.conf"
-    main.write_text(MAIN_CONF.format(user=user, workers=workers, prefix=prefix, extra=extra_http))
+    main.write_text(
+        MAIN_CONF.format(
+            user=user, workers=workers, prefix=prefix, extra=extra_http, extra_main=extra_main
+        )
+    )
     return main
 
 

@@ -1,0 +1,307 @@
+"""`make bench`: authsvc beside verifying in nginx (njs) and in Python, through one nginx worker.
+
+Every row is a server of the same nginx (1 worker) answering a small static file; wrk is the
+load generator, on loopback. Each row first proves it allows a valid token and denies an
+invalid one. Prints a table, the ratios the performance issue asks for, and the RSS of the
+authsvc workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from authsvc.config import PUBLIC_DUMMY_SECRET_B64  # noqa: E402
+from authsvc.devtoken import mint  # noqa: E402
+from demo import nginx  # noqa: E402
+from demo.processes import spawn, stop, wait_until_answering  # noqa: E402
+
+BENCH = REPO / "bench"
+NJS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
+BINDING = "Bearer bench-user"
+SECRET = base64.b64decode(PUBLIC_DUMMY_SECRET_B64)
+INSTALL = "apt-get install -y nginx-light libnginx-mod-http-js wrk"
+
+SERVERS = """
+    js_path "{njs_dir}";
+    js_import approov from approov.js;
+    js_set $approov_njs_allowed approov.allowed;
+    open_file_cache max=64;
+    upstream naive_python {{
+        server 127.0.0.1:{naive};
+    }}
+    server {{  # nginx-no-auth
+        listen 127.0.0.1:{p0};
+        access_log off;
+        root {www};
+    }}
+    server {{  # auth-floor
+        listen 127.0.0.1:{p1};
+        access_log off;
+        root {www};
+        location / {{
+            auth_request /_floor;
+        }}
+        location = /_floor {{
+            internal;
+            return 204;
+        }}
+    }}
+    server {{  # njs-verify
+        listen 127.0.0.1:{p2};
+        access_log off;
+        root {www};
+        location / {{
+            if ($approov_njs_allowed != "1") {{
+                return 401;
+            }}
+        }}
+    }}
+    server {{  # naive-python
+        listen 127.0.0.1:{p3};
+        access_log off;
+        root {www};
+        location / {{
+            auth_request /_naive;
+        }}
+        location = /_naive {{
+            internal;
+            proxy_pass http://naive_python/auth;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+        }}
+    }}
+    server {{  # authsvc, with the shipped snippet
+        listen 127.0.0.1:{p4};
+        access_log off;
+        root {www};
+        include snippets/approov.conf;
+    }}
+"""
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    port_index: int
+    tokens: str  # "one", "rotate", "rotate-100k" or "invalid"
+    expect: int  # the status every request should get
+
+
+ROWS = (
+    Row("nginx-no-auth", 0, "one", 200),
+    Row("auth-floor", 1, "one", 200),
+    Row("njs-verify", 2, "one", 200),
+    Row("naive-python", 3, "one", 200),
+    Row("authsvc-miss", 4, "rotate", 200),
+    Row("authsvc-hit", 4, "one", 200),
+    Row("authsvc-deny", 4, "invalid", 401),
+    Row("authsvc-miss-100k", 4, "rotate-100k", 200),
+)
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def free_port() -> int:
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def status(port: int, token: str) -> int:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/", headers={"Approov-Token": token, "Authorization": BINDING}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            code: int = response.status
+            return code
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(number) * _UNITS[unit]
+
+
+def wrk(port: int, seconds: int, connections: int, extra: list[str], expect: int) -> Result:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *extra]
+    output = subprocess.run(
+        [*command[:5], f"http://127.0.0.1:{port}/", *command[5:]],
+        capture_output=True, text=True, check=True, timeout=seconds + 60,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
+    socket_errors = re.search(r"Socket errors: (.*)", output)
+    errors = sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1))) if socket_errors else 0
+    unexpected = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if expect == 200 and unexpected:
+        errors += int(unexpected.group(1))
+    if expect == 401:
+        total = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+        errors += total - (int(unexpected.group(1)) if unexpected else 0)
+    return Result(rps, p50, p99, errors)
+
+
+def worker_rss_mb(master: int) -> list[float]:
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    sizes = []
+    for pid in children:
+        status_text = Path(f"/proc/{pid}/status").read_text()
+        kb = int(re.search(r"VmRSS:\s+(\d+) kB", status_text).group(1))  # type: ignore[union-attr]
+        sizes.append(kb / 1024)
+    return sizes
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=8, help="per row (default: 8)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument("--authsvc-workers", type=int, default=2)
+    args = parser.parse_args()
+    missing = [tool for tool in ("wrk",) if shutil.which(tool) is None]
+    if nginx.find_nginx() is None or not NJS_MODULE.exists() or missing:
+        print(f"bench: needs nginx, its njs module and wrk: {INSTALL}", file=sys.stderr)
+        return 1
+
+    workdir = Path(tempfile.mkdtemp(prefix="authsvc-bench-"))
+    (workdir / "www").mkdir()
+    (workdir / "www" / "index.html").write_text("ok\n")
+    now = time.time()
+    one = mint(SECRET, lifetime_seconds=3600, binding=BINDING, did="bench")
+    rotate = workdir / "tokens.txt"
+    rotate_100k = workdir / "tokens-100k.txt"
+    print("minting 100,000 tokens ...", flush=True)
+    lines = [
+        mint(SECRET, lifetime_seconds=3600 + i % 600, binding=BINDING, did=f"d{i}", now=now)
+        for i in range(100_000)
+    ]
+    rotate.write_text("\n".join(lines[:20_000]) + "\n")
+    rotate_100k.write_text("\n".join(lines) + "\n")
+    invalid = one[:-4] + ("AAAA" if not one.endswith("AAAA") else "BBBB")
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPROOV_")}
+    env["APPROOV_BASE64_SECRET"] = PUBLIC_DUMMY_SECRET_B64
+    authsvc_port, naive_port = free_port(), free_port()
+    ports = [free_port() for _ in range(5)]
+    running: list[subprocess.Popen[bytes]] = []
+    try:
+        with (workdir / "authsvc.log").open("ab") as log:
+            authsvc = spawn(
+                [sys.executable, "-m", "authsvc", "serve", "--bind", f"127.0.0.1:{authsvc_port}",
+                 "--workers", str(args.authsvc_workers)], log, env,
+            )
+            running.append(authsvc)
+            naive = spawn(
+                [sys.executable, "-m", "gunicorn", "-k", "sync", "-w", "2", "-b",
+                 f"127.0.0.1:{naive_port}", "--chdir", str(BENCH), "naive_app:app"], log, env,
+            )
+            running.append(naive)
+        wait_until_answering(f"http://127.0.0.1:{authsvc_port}/healthz", authsvc)
+        servers = SERVERS.format(
+            njs_dir=BENCH / "njs", naive=naive_port, www=workdir / "www",
+            **{f"p{i}": port for i, port in enumerate(ports)},
+        )
+        nginx.render(
+            workdir, nginx.Ports(free_port(), authsvc_port, free_port()), servers,
+            extra_main=f"load_module {NJS_MODULE};",
+        )
+        with (workdir / "nginx.log").open("ab") as log:
+            running.append(spawn(nginx.command(workdir, "-g", "daemon off;"), log))
+        time.sleep(1)
+
+        print(f"{'row':<20}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}  checks")
+        results: dict[str, Result] = {}
+        rss_before = worker_rss_mb(authsvc.pid)
+        for row in ROWS:
+            port = ports[row.port_index]
+            checks = (status(port, one), status(port, invalid))
+            proven = checks[1] == 401 and (checks[0] == 200 or row.name == "nginx-no-auth")
+            if row.tokens in ("rotate", "rotate-100k"):
+                file = rotate if row.tokens == "rotate" else rotate_100k
+                extra = ["-s", str(BENCH / "lua" / "rotate.lua"), "--", str(file)]
+            else:
+                token = invalid if row.tokens == "invalid" else one
+                extra = ["-H", f"Approov-Token: {token}", "-H", f"Authorization: {BINDING}"]
+            result = wrk(port, args.seconds, args.connections, extra, row.expect)
+            results[row.name] = result
+            verdict = "allow+deny ok" if proven else f"CHECK FAILED {checks}"
+            if row.name == "nginx-no-auth":
+                verdict = "no auth (ceiling)"
+            print(f"{row.name:<20}{result.rps:>10.0f}{result.p50_ms:>9.2f}{result.p99_ms:>9.2f}"
+                  f"{result.errors:>8}  {verdict}", flush=True)
+        rss_after = worker_rss_mb(authsvc.pid)
+
+        # p99 at half of each row's own maximum rate (wrk paces each connection).
+        paced: dict[str, Result] = {}
+        for name, port_index in (("auth-floor", 1), ("authsvc-hit", 4)):
+            half_rate = results[name].rps / 2
+            delay_ms = max(1, int(args.connections / half_rate * 1000))
+            extra = ["-s", str(BENCH / "lua" / "paced.lua"), "--", str(delay_ms), one]
+            paced[name] = wrk(ports[port_index], args.seconds, args.connections, extra, 200)
+        print_ratios(results, paced, rss_before, rss_after)
+    finally:
+        for process in reversed(running):
+            stop(process)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def print_ratios(
+    results: dict[str, Result],
+    paced: dict[str, Result],
+    rss_before: list[float],
+    rss_after: list[float],
+) -> None:
+    rps = {name: result.rps for name, result in results.items()}
+
+    def ratio(label: str, a: str, b: str, target: float) -> None:
+        value = rps[a] / rps[b]
+        mark = "met" if value >= target else "MISSED"
+        print(f"  {label:<34}{value:>6.2f}x  (target >= {target}x: {mark})")
+
+    print("\nratios")
+    ratio("authsvc-hit / njs-verify", "authsvc-hit", "njs-verify", 1.0)
+    ratio("authsvc-miss / njs-verify", "authsvc-miss", "njs-verify", 0.5)
+    ratio("authsvc-miss / naive-python", "authsvc-miss", "naive-python", 3.0)
+    ratio("authsvc-deny / authsvc-miss", "authsvc-deny", "authsvc-miss", 1.0)
+    added = paced["authsvc-hit"].p99_ms - paced["auth-floor"].p99_ms
+    print(f"  {'p99 at half rate, added over floor':<34}{added:>6.2f} ms (target <= 2 ms: "
+          f"{'met' if added <= 2 else 'MISSED'}; floor {paced['auth-floor'].p99_ms:.2f} ms, "
+          f"authsvc-hit {paced['authsvc-hit'].p99_ms:.2f} ms at "
+          f"{paced['authsvc-hit'].rps:.0f} req/s)")
+    print(f"  {'authsvc worker RSS (MB)':<34}before {', '.join(f'{m:.1f}' for m in rss_before)}"
+          f"; after 100k distinct tokens {', '.join(f'{m:.1f}' for m in rss_after)}"
+          f" (target <= 60: {'met' if max(rss_after) <= 60 else 'MISSED'})")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
