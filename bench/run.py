@@ -85,8 +85,14 @@ SERVERS = """
             proxy_set_header Content-Length "";
         }}
     }}
-    server {{  # authsvc, with the shipped snippet
+    server {{  # authsvc, with the shipped snippet as shipped
         listen 127.0.0.1:{p4};
+        access_log off;
+        root {www};
+        include snippets/approov-nocache.conf;
+    }}
+    server {{  # authsvc, with the snippet's optional cache of allow answers turned on
+        listen 127.0.0.1:{p5};
         access_log off;
         root {www};
         include snippets/approov.conf;
@@ -111,6 +117,7 @@ ROWS = (
     Row("authsvc-hit", 4, "one", 200),
     Row("authsvc-deny", 4, "invalid", 401),
     Row("authsvc-miss-100k", 4, "rotate-100k", 200),
+    Row("authsvc-hit-nginx-cache", 5, "one", 200),
 )
 
 
@@ -143,12 +150,15 @@ def status(port: int, token: str) -> int:
         return error.code
 
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
 def _ms(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(number) * _UNITS[unit]
+    """wrk's latency text ("850.00us", "1.20ms", "1.01s", "1.00m") in milliseconds."""
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if match is None:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 def wrk(port: int, seconds: int, connections: int, extra: list[str], expect: int) -> Result:
@@ -157,9 +167,11 @@ def wrk(port: int, seconds: int, connections: int, extra: list[str], expect: int
         [*command[:5], f"http://127.0.0.1:{port}/", *command[5:]],
         capture_output=True, text=True, check=True, timeout=seconds + 60,
     ).stdout
+    if "Requests/sec" not in output:
+        raise RuntimeError(f"wrk gave no result:\n{output}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)$", output, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)$", output, re.M).group(1))  # type: ignore[union-attr]
     socket_errors = re.search(r"Socket errors: (.*)", output)
     errors = sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1))) if socket_errors else 0
     unexpected = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
@@ -169,6 +181,18 @@ def wrk(port: int, seconds: int, connections: int, extra: list[str], expect: int
         total = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
         errors += total - (int(unexpected.group(1)) if unexpected else 0)
     return Result(rps, p50, p99, errors)
+
+
+def write_uncached_snippets(snippets: Path) -> None:
+    """The shipped server snippet as shipped (no auth cache), beside the cache-enabled render."""
+    (snippets / "approov-subrequest-nocache.conf").write_text(
+        (nginx.SHIPPED / "snippets" / "approov-subrequest.conf").read_text()
+    )
+    (snippets / "approov-nocache.conf").write_text(
+        (snippets / "approov.conf").read_text().replace(
+            "snippets/approov-subrequest.conf", "snippets/approov-subrequest-nocache.conf"
+        )
+    )
 
 
 def worker_rss_mb(master: int) -> list[float]:
@@ -211,7 +235,7 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPROOV_")}
     env["APPROOV_BASE64_SECRET"] = PUBLIC_DUMMY_SECRET_B64
     authsvc_port, naive_port = free_port(), free_port()
-    ports = [free_port() for _ in range(5)]
+    ports = [free_port() for _ in range(6)]
     running: list[subprocess.Popen[bytes]] = []
     try:
         with (workdir / "authsvc.log").open("ab") as log:
@@ -232,8 +256,9 @@ def main() -> int:
         )
         nginx.render(
             workdir, nginx.Ports(free_port(), authsvc_port, free_port()), servers,
-            extra_main=f"load_module {NJS_MODULE};",
+            extra_main=f"load_module {NJS_MODULE};", auth_cache=True,
         )
+        write_uncached_snippets(workdir / "conf" / "snippets")
         with (workdir / "nginx.log").open("ab") as log:
             running.append(spawn(nginx.command(workdir, "-g", "daemon off;"), log))
         time.sleep(1)
@@ -244,7 +269,8 @@ def main() -> int:
         for row in ROWS:
             port = ports[row.port_index]
             checks = (status(port, one), status(port, invalid))
-            proven = checks[1] == 401 and (checks[0] == 200 or row.name == "nginx-no-auth")
+            no_auth = row.name in ("nginx-no-auth", "auth-floor")
+            proven = no_auth or checks == (200, 401)
             if row.tokens in ("rotate", "rotate-100k"):
                 file = rotate if row.tokens == "rotate" else rotate_100k
                 extra = ["-s", str(BENCH / "lua" / "rotate.lua"), "--", str(file)]
@@ -254,8 +280,8 @@ def main() -> int:
             result = wrk(port, args.seconds, args.connections, extra, row.expect)
             results[row.name] = result
             verdict = "allow+deny ok" if proven else f"CHECK FAILED {checks}"
-            if row.name == "nginx-no-auth":
-                verdict = "no auth (ceiling)"
+            if no_auth:
+                verdict = "allows everything (reference)"
             print(f"{row.name:<20}{result.rps:>10.0f}{result.p50_ms:>9.2f}{result.p99_ms:>9.2f}"
                   f"{result.errors:>8}  {verdict}", flush=True)
         rss_after = worker_rss_mb(authsvc.pid)
@@ -290,6 +316,7 @@ def print_ratios(
 
     print("\nratios")
     ratio("authsvc-hit / njs-verify", "authsvc-hit", "njs-verify", 1.0)
+    ratio("authsvc-hit-nginx-cache / njs-verify", "authsvc-hit-nginx-cache", "njs-verify", 1.0)
     ratio("authsvc-miss / njs-verify", "authsvc-miss", "njs-verify", 0.5)
     ratio("authsvc-miss / naive-python", "authsvc-miss", "naive-python", 3.0)
     ratio("authsvc-deny / authsvc-miss", "authsvc-deny", "authsvc-miss", 1.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,24 +58,42 @@ class Ports:
     backend: int = 8081
 
 
+def with_auth_cache(text: str) -> str:
+    """A shipped file with its optional auth-cache lines turned on."""
+    return re.sub(r"^#(proxy_cache)", r"\1", text, flags=re.MULTILINE)
+
+
 def render(
-    prefix: Path, ports: Ports, extra_http: str = "", workers: int = 1, extra_main: str = ""
+    prefix: Path,
+    ports: Ports,
+    extra_http: str = "",
+    workers: int = 1,
+    extra_main: str = "",
+    auth_cache: bool = False,
 ) -> Path:
-    """Copy the shipped files into `prefix`, with only their addresses and log paths changed."""
+    """Copy the shipped files into `prefix`, with only their addresses and paths changed
+    (and, with `auth_cache`, the optional cache of allow answers turned on)."""
     replacements = {
         "127.0.0.1:8080": f"127.0.0.1:{ports.nginx}",
         "127.0.0.1:8002": f"127.0.0.1:{ports.authsvc}",
         "127.0.0.1:8081": f"127.0.0.1:{ports.backend}",
         "/var/log/nginx/": f"{prefix}/logs/",
+        "/var/cache/nginx/": f"{prefix}/cache/",
     }
     conf = prefix / "conf"
-    for folder in (conf / "conf.d", conf / "snippets", prefix / "logs", prefix / "tmp"):
+    for folder in (
+        conf / "conf.d",
+        conf / "snippets",
+        prefix / "logs",
+        prefix / "tmp",
+        prefix / "cache",
+    ):
         folder.mkdir(parents=True, exist_ok=True)
     for name in SHIPPED_FILES:
         text = (SHIPPED / name).read_text()
         for old, new in replacements.items():
             text = text.replace(old, new)
-        (conf / name).write_text(text)
+        (conf / name).write_text(with_auth_cache(text) if auth_cache else text)
     # As root, workers would run as nobody, who cannot enter a private temp directory.
     user = "user root;" if os.geteuid() == 0 else ""
     main = conf / "nginx.conf"

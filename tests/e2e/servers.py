@@ -121,13 +121,15 @@ class Backend(Process):
 class Nginx(Process):
     """nginx running the shipped files from a private prefix."""
 
-    def __init__(self, prefix: Path, ports: nginx.Ports, extra_http: str = "") -> None:
+    def __init__(
+        self, prefix: Path, ports: nginx.Ports, extra_http: str = "", auth_cache: bool = False
+    ) -> None:
         prefix.mkdir(parents=True, exist_ok=True)
         super().__init__("nginx", prefix)
         self.prefix = prefix
         self.ports = ports
         self.url = f"http://127.0.0.1:{ports.nginx}"
-        nginx.render(prefix, ports, extra_http)
+        nginx.render(prefix, ports, extra_http, auth_cache=auth_cache)
 
     def start(self) -> Nginx:
         self.spawn(nginx.command(self.prefix, "-g", "daemon off;"))
@@ -234,7 +236,7 @@ def backend_requests(backend: Backend) -> int:
 class Stack:
     """backend + authsvc + nginx (example site and an ingress-shaped site)."""
 
-    def __init__(self, root: Path, **authsvc_options: Any) -> None:
+    def __init__(self, root: Path, auth_cache: bool = False, **authsvc_options: Any) -> None:
         self.backend = Backend(root).start()
         self.authsvc = Authsvc(root, **authsvc_options).start()
         self.ingress_port = free_port()
@@ -245,7 +247,7 @@ class Stack:
             authsvc=self.authsvc.port,
             backend=self.backend.port,
         )
-        self.nginx = Nginx(root / "nginx", ports, site).start()
+        self.nginx = Nginx(root / "nginx", ports, site, auth_cache).start()
 
     def client(self, port: int | None = None) -> Client:
         return Client(port or self.nginx.ports.nginx)

@@ -51,8 +51,11 @@ def valid_token(**claims: Any) -> str:
 # --- static checks of every shipped file -----------------------------------------------------
 
 
-def test_shipped_configs_pass_nginx_t(tmp_path: Path) -> None:
-    nginx.render(tmp_path, nginx.Ports(free_port(), free_port(), free_port()))
+@pytest.mark.parametrize("auth_cache", [False, True], ids=["as-shipped", "with-auth-cache"])
+def test_shipped_configs_pass_nginx_t(tmp_path: Path, auth_cache: bool) -> None:
+    nginx.render(
+        tmp_path, nginx.Ports(free_port(), free_port(), free_port()), auth_cache=auth_cache
+    )
     result = subprocess.run(
         nginx.command(tmp_path, "-t"), capture_output=True, text=True, check=False, timeout=30
     )
@@ -60,8 +63,10 @@ def test_shipped_configs_pass_nginx_t(tmp_path: Path) -> None:
     assert "test is successful" in result.stderr
 
 
-def test_shipped_configs_have_no_gixy_findings(tmp_path: Path) -> None:
-    main = nginx.render(tmp_path, nginx.Ports(free_port(), free_port(), free_port()))
+@pytest.mark.parametrize("auth_cache", [False, True], ids=["as-shipped", "with-auth-cache"])
+def test_shipped_configs_have_no_gixy_findings(tmp_path: Path, auth_cache: bool) -> None:
+    ports = nginx.Ports(free_port(), free_port(), free_port())
+    main = nginx.render(tmp_path, ports, auth_cache=auth_cache)
     gixy = Path(sys.executable).with_name("gixy")
     result = subprocess.run(
         [str(gixy), "--format", "json", str(main)],

@@ -1,0 +1,73 @@
+"""The snippet's optional cache of allow answers: fast, and never wrong."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.servers import Stack
+from tests.tokens import bound_token
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("nginx_available")]
+
+AUTHORIZATION = "Bearer cached-user"
+
+
+@pytest.fixture
+def cached(tmp_path: Path) -> Iterator[Stack]:
+    stack = Stack(tmp_path, auth_cache=True)
+    yield stack
+    stack.stop()
+
+
+def decisions(stack: Stack) -> int:
+    return stack.authsvc.log_text().count('"decision"')
+
+
+def headers(tok: str, authorization: str = AUTHORIZATION) -> dict[str, str]:
+    return {"Approov-Token": tok, "Authorization": authorization}
+
+
+def settle(stack: Stack, count: int) -> None:
+    deadline = time.monotonic() + 5
+    while decisions(stack) < count:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_a_repeated_allowed_token_is_answered_by_nginx_from_its_cache(cached: Stack) -> None:
+    tok = bound_token(AUTHORIZATION.encode())
+    for _ in range(5):
+        assert cached.send("GET", "/api/x", headers(tok)).status == 200
+    settle(cached, 1)
+    time.sleep(0.3)
+    assert decisions(cached) == 1
+
+
+def test_a_cached_allow_is_never_served_for_another_binding_value(cached: Stack) -> None:
+    tok = bound_token(AUTHORIZATION.encode())
+    assert cached.send("GET", "/api/x", headers(tok)).status == 200
+    assert cached.send("GET", "/api/x", headers(tok, "Bearer someone-else")).status == 401
+
+
+def test_a_cached_allow_is_never_served_for_another_policy(cached: Stack) -> None:
+    tok = bound_token(b"Bearer x")
+    assert cached.send("GET", "/login", {"Approov-Token": tok}).status == 200  # token only
+    assert cached.send("GET", "/api/x", {"Approov-Token": tok}).status == 401  # binding required
+
+
+def test_a_cached_allow_never_outlives_its_token(cached: Stack) -> None:
+    tok = bound_token(AUTHORIZATION.encode(), ttl=2)
+    assert cached.send("GET", "/api/x", headers(tok)).status == 200
+    time.sleep(3)
+    assert cached.send("GET", "/api/x", headers(tok)).status == 401
+
+
+def test_denials_are_not_cached(cached: Stack) -> None:
+    tok = "not-a-token"
+    for _ in range(3):
+        assert cached.send("GET", "/api/x", headers(tok)).status == 401
+    settle(cached, 3)
