@@ -9,7 +9,7 @@ DEMO_PORT ?= 8080
 AUTHSVC_PORT ?= 8002
 BACKEND_PORT ?= 8081
 
-.PHONY: test lint typecheck pytest demo lock clean
+.PHONY: test lint typecheck pytest demo bench compose-nginx lock clean
 
 test: lint typecheck pytest
 
@@ -24,14 +24,22 @@ demo: $(INSTALLED)
 		--backend-port $(BACKEND_PORT)
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check authsvc tests demo
-	$(BIN)/ruff format --check authsvc tests demo
+	$(BIN)/ruff check authsvc tests demo bench
+	$(BIN)/ruff format --check authsvc tests demo bench
 
 typecheck: $(INSTALLED)
 	$(BIN)/mypy
 
 pytest: $(INSTALLED)
 	$(BIN)/pytest
+
+# The benchmark (needs nginx, its njs module and wrk; it says how to install them).
+bench: $(INSTALLED)
+	$(BIN)/python bench/run.py
+
+# deploy/compose/nginx/: the shipped nginx files with the compose services' addresses.
+compose-nginx: $(INSTALLED)
+	$(BIN)/python -m demo.nginx
 
 # Re-pin every dependency, with hashes (needs network access to PyPI).
 lock: $(INSTALLED)
@@ -40,6 +48,8 @@ lock: $(INSTALLED)
 		--python-platform linux -o requirements.lock
 	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
 		--python-platform linux -o requirements-dev.lock
+	$(BIN)/uv pip compile build-requirements.in --generate-hashes --python-version 3.11 \
+		--python-platform linux -o requirements-build.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

@@ -70,9 +70,10 @@ class EchoHandler(BaseHTTPRequestHandler):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
     args = parser.parse_args()
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), EchoHandler)
+    server = ThreadingHTTPServer((args.host, args.port), EchoHandler)
     server.daemon_threads = True
     server.serve_forever()
 

@@ -8,7 +8,7 @@ function init(args)
 end
 
 function request()
-  return wrk.format("GET", "/", headers)
+  return wrk.format("GET", "/index.html", headers)
 end
 
 function delay()

@@ -12,7 +12,7 @@ end
 
 function request()
   next_index = next_index % #tokens + 1
-  return wrk.format("GET", "/", {
+  return wrk.format("GET", "/index.html", {
     ["Approov-Token"] = tokens[next_index],
     ["Authorization"] = "Bearer bench-user",
   })

@@ -1,0 +1,236 @@
+"""Dockerfile, compose.yml and the Kubernetes manifests, checked without a Docker engine."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from demo import nginx
+from demo.processes import spawn, stop, wait_until_answering
+from tests.e2e.servers import REPO_ROOT, free_port
+from tests.tokens import DUMMY_SECRET_B64
+
+BIN = Path(sys.executable).parent
+KUBERNETES = REPO_ROOT / "deploy" / "kubernetes"
+MANIFESTS = sorted(KUBERNETES.glob("*.yaml")) + sorted((KUBERNETES / "examples").glob("*.yaml"))
+CUSTOM_RESOURCES = {"Kustomization", "Middleware"}  # no schema for these offline
+
+
+def run(*command: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+# --- Dockerfile ---------------------------------------------------------------------------------
+
+
+def test_dockerfile_has_no_hadolint_findings() -> None:
+    result = run(str(BIN / "hadolint"), "--no-color", "Dockerfile")
+    assert (result.returncode, result.stdout) == (0, ""), result.stdout
+
+
+def test_dockerfile_pins_its_base_installs_from_the_locks_and_runs_as_non_root() -> None:
+    text = (REPO_ROOT / "Dockerfile").read_text()
+    assert text.count("FROM python:3.11.7-slim-bookworm") == 2  # multi-stage, pinned
+    assert "--require-hashes -r requirements.lock" in text
+    assert "USER 10001:10001" in text
+    for line in (
+        "EXPOSE 8002",
+        "STOPSIGNAL SIGTERM",
+        "HEALTHCHECK",
+        "--graceful-timeout",
+        "--metrics-dir",
+        "/tmp/authsvc-metrics",  # noqa: S108 - the one place the image writes
+    ):
+        assert line in text
+    assert "curl" not in text
+
+
+def test_dockerignore_sends_only_the_package_and_its_locks() -> None:
+    lines = (REPO_ROOT / ".dockerignore").read_text().split()
+    assert lines[lines.index("*")] == "*"
+    assert {"!authsvc/", "!requirements.lock", "!requirements-build.lock"} <= set(lines)
+    assert ".env" not in " ".join(lines)
+
+
+@pytest.mark.e2e
+def test_the_image_recipe_builds_an_authsvc_that_serves_and_passes_its_healthcheck(
+    tmp_path: Path,
+) -> None:
+    """The Dockerfile's RUN steps, on this machine's Python 3.11: locks, no build isolation."""
+    venv = tmp_path / "opt-authsvc"
+    pip = str(venv / "bin" / "pip")
+    steps = [
+        [sys.executable, "-m", "venv", str(venv)],
+        [pip, "install", "-q", "--require-hashes", "-r", "requirements.lock"],
+        [pip, "install", "-q", "--require-hashes", "-r", "requirements-build.lock"],
+        [pip, "install", "-q", "--no-deps", "--no-build-isolation", "."],
+        [pip, "uninstall", "-q", "--yes", "setuptools"],
+    ]
+    source = tmp_path / "src"
+    shutil.copytree(
+        REPO_ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".venv",
+            ".git",
+            "__pycache__",
+            ".mypy_cache",
+            ".ruff_cache",
+            ".pytest_cache",
+            ".hypothesis",
+            "*.egg-info",
+            "build",
+        ),
+    )
+    for step in steps:
+        result = run(*step, cwd=source)
+        assert result.returncode == 0, result.stderr[-2000:]
+    port = free_port()
+    env = {
+        "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
+        "APPROOV_BASE64_SECRET": DUMMY_SECRET_B64,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "HOME": str(tmp_path),
+    }
+    with (tmp_path / "serve.log").open("ab") as log:
+        server = spawn(
+            [
+                str(venv / "bin" / "authsvc"),
+                "serve",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--metrics-dir",
+                str(tmp_path / "metrics"),
+            ],
+            log,
+            env,
+            tmp_path,
+        )
+    try:
+        wait_until_answering(f"http://127.0.0.1:{port}/healthz", server)
+        # The HEALTHCHECK command, as the image runs it.
+        check = (
+            f"import urllib.request as u; u.urlopen('http://127.0.0.1:{port}/healthz', timeout=2)"
+        )
+        assert run(str(venv / "bin" / "python"), "-c", check).returncode == 0
+    finally:
+        stop(server)
+
+
+# --- compose.yml --------------------------------------------------------------------------------
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    result = run(
+        str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", "compose.yml"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_publishes_only_nginx_and_starts_it_once_the_others_are_healthy() -> None:
+    services = load(REPO_ROOT / "compose.yml")["services"]
+    assert [name for name, service in services.items() if "ports" in service] == ["nginx"]
+    assert services["nginx"]["depends_on"] == {
+        "authsvc": {"condition": "service_healthy"},
+        "backend": {"condition": "service_healthy"},
+    }
+    assert "healthcheck" in services["backend"]
+    assert services["authsvc"]["build"] == "."  # the Dockerfile's HEALTHCHECK applies
+    assert services["authsvc"]["read_only"] is True
+
+
+def test_compose_secret_comes_from_an_uncommitted_env_file_with_a_committed_example() -> None:
+    assert load(REPO_ROOT / "compose.yml")["services"]["authsvc"]["env_file"] == ".env"
+    assert ".env" in (REPO_ROOT / ".gitignore").read_text().split()
+    example = (REPO_ROOT / ".env.example").read_text()
+    assert f"APPROOV_BASE64_SECRET={DUMMY_SECRET_B64}" in example
+
+
+def test_compose_mounts_files_that_exist() -> None:
+    for service in load(REPO_ROOT / "compose.yml")["services"].values():
+        for volume in service.get("volumes", []):
+            assert (REPO_ROOT / volume.split(":")[0]).exists(), volume
+
+
+def test_compose_nginx_files_are_the_shipped_ones_with_the_services_addresses() -> None:
+    """Regenerate with `make compose-nginx` when nginx/ changes."""
+    for name, text in nginx.compose_files().items():
+        assert (nginx.COMPOSE_DIR / name).read_text() == text, name
+    example = (nginx.COMPOSE_DIR / "conf.d" / "example.conf").read_text()
+    assert "listen 8080;" in example
+    assert "127.0.0.1" not in example
+
+
+# --- Kubernetes ---------------------------------------------------------------------------------
+
+
+def test_kubernetes_manifests_validate_strictly() -> None:
+    result = run(str(BIN / "kubernetes-validate"), "--strict", *map(str, MANIFESTS))
+    assert result.returncode == 0, result.stdout + result.stderr
+    passed = result.stdout.count(" passed for resource ")
+    kinds = [load(path)["kind"] for path in MANIFESTS]
+    assert passed == len([kind for kind in kinds if kind not in CUSTOM_RESOURCES])
+
+
+def test_kustomization_lists_every_manifest_but_the_secret_example() -> None:
+    resources = load(KUBERNETES / "kustomization.yaml")["resources"]
+    assert all((KUBERNETES / name).exists() for name in resources)
+    expected = {p.name for p in KUBERNETES.glob("*.yaml")} - {
+        "kustomization.yaml",
+        "secret.example.yaml",
+    }
+    assert set(resources) == expected
+
+
+def test_all_yaml_passes_yamllint() -> None:
+    result = run(str(BIN / "yamllint"), "--strict", "compose.yml", "deploy", ".yamllint.yaml")
+    assert result.returncode == 0, result.stdout
+
+
+def test_deployment_is_non_root_read_only_probed_and_bounded() -> None:
+    spec = load(KUBERNETES / "deployment.yaml")["spec"]
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    assert spec["replicas"] >= 2
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["resources"]["limits"]["memory"] == "256Mi"
+    graceful = int(next(a for a in container["args"] if "graceful" in a).split("=")[1])
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pod["terminationGracePeriodSeconds"] > graceful + pre_stop
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert env["APPROOV_ALLOW_STATUS"] == "200"
+
+
+def test_ingress_example_sends_token_and_binding_to_the_cache_key_and_forwards_the_did() -> None:
+    annotations = load(KUBERNETES / "examples" / "ingress-nginx.yaml")["metadata"]["annotations"]
+    prefix = "nginx.ingress.kubernetes.io/"
+    assert annotations[f"{prefix}auth-url"].startswith("http://authsvc.approov.svc")
+    key = annotations[f"{prefix}auth-cache-key"]
+    assert "$http_approov_token" in key
+    assert "$http_authorization" in key
+    assert annotations[f"{prefix}auth-response-headers"] == "X-Approov-Did"
+
+
+def test_traefik_example_forwards_the_token_and_binding_headers() -> None:
+    forward = load(KUBERNETES / "examples" / "traefik-forwardauth.yaml")["spec"]["forwardAuth"]
+    assert {"Approov-Token", "Authorization"} <= set(forward["authRequestHeaders"])
+    assert forward["authResponseHeaders"] == ["X-Approov-Did"]
