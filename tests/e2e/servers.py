@@ -21,6 +21,7 @@ from demo.processes import START_TIMEOUT_SECONDS, spawn, stop, wait_until_answer
 from tests.tokens import DUMMY_SECRET_B64
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+WORKER_READY = "ASGI server listening"  # what each gunicorn asgi worker logs once serving
 
 
 def free_port() -> int:
@@ -90,13 +91,13 @@ class Authsvc(Process):
         ]
 
     def start(self) -> Authsvc:
-        booted_before = self.log_text().count("ASGI server listening")
+        booted_before = self.log_text().count(WORKER_READY)
         self.spawn(self._argv, self._env)
         wait_until_answering(f"{self.url}/healthz", self.process)
         # Every worker up: a stop signal that reaches a worker still booting is lost, and the
         # master then waits out the graceful timeout for it.
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while self.log_text().count("ASGI server listening") - booted_before < self._workers:
+        while self.log_text().count(WORKER_READY) - booted_before < self._workers:
             assert time.monotonic() < deadline, self.log_text()
             time.sleep(0.05)
         return self
