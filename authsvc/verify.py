@@ -210,6 +210,8 @@ class Verifier:
             return Reason.ALG_NOT_ALLOWED, None, None
         if not _FORBIDDEN_HEADER_PARAMETERS.isdisjoint(header):
             return Reason.TOKEN_MALFORMED, None, None
+        if not isinstance(header.get("kid", ""), str):  # RFC 7515 4.1.4: a string
+            return Reason.TOKEN_MALFORMED, None, None
         candidates = keys.candidates(algorithm, header.get("kid"))
         if candidates is None:
             return Reason.KID_UNKNOWN, None, None

@@ -490,3 +490,10 @@ def test_claims_are_given_only_for_a_verified_signature() -> None:
     expired = check(token(exp=NOW - 5, did="d"), verifier=at_now())
     assert expired.claims is not None
     assert expired.claims["did"] == "d"
+
+
+@pytest.mark.parametrize("kid", [7, None, ["a"], {"k": 1}])
+def test_kid_that_is_not_a_string_is_malformed(kid: Any) -> None:
+    assert reason(
+        sign({**HS256_HEADER, "kid": kid}, {"exp": 4_000_000_000}), mode=BindingMode.OFF
+    ) is (Reason.TOKEN_MALFORMED)
