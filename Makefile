@@ -9,7 +9,8 @@ DEMO_PORT ?= 8080
 AUTHSVC_PORT ?= 8002
 BACKEND_PORT ?= 8081
 
-.PHONY: test lint typecheck pytest demo bench compose-nginx lock clean
+.PHONY: test lint typecheck pytest demo bench soak fuzz audit compose-nginx lock clean
+FUZZ_SECONDS ?= 60
 
 test: lint typecheck pytest
 
@@ -36,6 +37,21 @@ pytest: $(INSTALLED)
 # The benchmark (needs nginx, its njs module and wrk; it says how to install them).
 bench: $(INSTALLED)
 	$(BIN)/python bench/run.py
+
+# Load and fault tests through nginx, about 2 minutes (needs nginx and wrk).
+soak: $(INSTALLED)
+	$(BIN)/python bench/soak.py
+
+# Coverage-guided fuzzing for FUZZ_SECONDS; a crash lands in tests/fuzz/crashes/ (commit it).
+fuzz: $(INSTALLED)
+	$(BIN)/pip install --quiet atheris==3.0.0
+	PYTHONPATH=. $(BIN)/python tests/fuzz/fuzz_verify.py -max_total_time=$(FUZZ_SECONDS) \
+		-artifact_prefix=tests/fuzz/crashes/ $$(mktemp -d)
+
+# Known vulnerabilities in the locked dependencies (needs PyPI's JSON API or OSV online).
+audit: $(INSTALLED)
+	$(BIN)/pip install --quiet pip-audit==2.10.1
+	$(BIN)/pip-audit -r requirements-dev.lock --require-hashes --disable-pip --no-deps
 
 # deploy/compose/nginx/: the shipped nginx files with the compose services' addresses.
 compose-nginx: $(INSTALLED)

@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from authsvc.config import PUBLIC_DUMMY_SECRET_B64
 from authsvc.devtoken import mint
 from demo import nginx
-from demo.processes import spawn, stop, wait_until_answering
+from demo.processes import children, free_port, rss_mb, spawn, stop, wait_until_answering
 
 BENCH = REPO / "bench"
 NJS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
@@ -131,15 +131,6 @@ class Result:
     errors: int
 
 
-def free_port() -> int:
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def status(port: int, token: str) -> int:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}{PATH}", headers={"Approov-Token": token, "Authorization": BINDING}
@@ -201,13 +192,7 @@ def write_uncached_snippets(snippets: Path) -> None:
 
 
 def worker_rss_mb(master: int) -> list[float]:
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    sizes = []
-    for pid in children:
-        status_text = Path(f"/proc/{pid}/status").read_text()
-        kb = int(re.search(r"VmRSS:\s+(\d+) kB", status_text).group(1))  # type: ignore[union-attr]
-        sizes.append(kb / 1024)
-    return sizes
+    return [rss_mb(worker) for worker in children(master)]
 
 
 def main() -> int:

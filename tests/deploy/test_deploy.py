@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from demo import nginx
-from demo.processes import spawn, stop, wait_until_answering
-from tests.e2e.servers import REPO_ROOT, free_port
+from demo.processes import free_port, spawn, stop, wait_until_answering
+from tests.e2e.servers import REPO_ROOT
 from tests.tokens import DUMMY_SECRET_B64
 
 BIN = Path(sys.executable).parent

@@ -6,7 +6,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,18 +16,11 @@ from typing import Any
 
 from authsvc.config import KEY_SETTINGS
 from demo import nginx
-from demo.processes import START_TIMEOUT_SECONDS, spawn, stop, wait_until_answering
+from demo.processes import START_TIMEOUT_SECONDS, free_port, spawn, stop, wait_until_answering
 from tests.tokens import DUMMY_SECRET_B64
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKER_READY = "ASGI server listening"  # what each gunicorn asgi worker logs once serving
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class Process:

@@ -16,8 +16,8 @@ import pytest
 
 from demo import nginx
 from demo.__main__ import main as demo_main
-from demo.processes import spawn, stop
-from tests.e2e.servers import REPO_ROOT, free_port
+from demo.processes import free_port, spawn, stop
+from tests.e2e.servers import REPO_ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("nginx_available")]
 

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from demo import nginx
-from tests.e2e.servers import Authsvc, Backend, Nginx, Stack, backend_requests, free_port, send
+from demo.processes import free_port
+from tests.e2e.servers import Authsvc, Backend, Nginx, Stack, backend_requests, send
 from tests.tokens import OTHER_SECRET, bound_token, token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("nginx_available")]

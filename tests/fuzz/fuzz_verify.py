@@ -1,0 +1,75 @@
+"""Coverage-guided fuzzing of the verifier and the HTTP app (atheris/libFuzzer).
+
+`make fuzz` runs it for a bounded time (FUZZ_SECONDS, default 60). Any input that makes the
+verifier raise, or the app answer anything but 204/401, is a crash; libFuzzer saves it as
+crash-* in tests/fuzz/corpus/, to be committed with the fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import sys
+from typing import Any
+
+import atheris
+
+with atheris.instrument_imports():
+    from authsvc.app import create_app
+    from authsvc.config import BindingMode, Settings
+    from authsvc.credentials import Credentials
+    from authsvc.decisionlog import DecisionLog
+    from authsvc.verify import Reason, Verifier
+    from tests.tokens import DUMMY_SECRET, bound_token
+
+VERIFIER = Verifier.with_secret(DUMMY_SECRET)
+APP = create_app(Settings(secret=DUMMY_SECRET), decision_log=DecisionLog(io.StringIO()))
+MODES = list(BindingMode)
+SEED = bound_token(b"Bearer fuzz").encode()
+
+
+async def answer(headers: list[tuple[bytes, bytes]]) -> int:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "GET", "scheme": "http", "path": "/auth", "raw_path": b"/auth",
+             "query_string": b"", "root_path": "", "headers": headers,
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    await APP(scope, receive, send)
+    status: int = sent[0]["status"]
+    return status
+
+
+def one_input(data: bytes) -> None:
+    provider = atheris.FuzzedDataProvider(data)
+    mode = MODES[provider.ConsumeIntInRange(0, len(MODES) - 1)]
+    # Half the time mutate a valid token, so the fuzzer reaches the checks past the signature.
+    if provider.ConsumeBool():
+        token = bytearray(SEED)
+        for _ in range(provider.ConsumeIntInRange(0, 4)):
+            token[provider.ConsumeIntInRange(0, len(token) - 1)] = provider.ConsumeInt(1) & 0xFF
+        token_bytes = bytes(token)
+    else:
+        token_bytes = provider.ConsumeBytes(provider.ConsumeIntInRange(0, 600))
+    binding = provider.ConsumeBytes(provider.ConsumeIntInRange(0, 40))
+    verdict = VERIFIER.check(Credentials((token_bytes,), binding or None), mode)
+    if verdict.reason is Reason.INTERNAL_ERROR:
+        raise RuntimeError("internal error")
+    status = asyncio.run(answer([(b"approov-token", token_bytes), (b"authorization", binding)]))
+    if status not in (204, 401):
+        raise RuntimeError(f"status {status}")
+
+
+def main() -> None:
+    atheris.Setup(sys.argv, one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Structured fuzzing: tokens built around valid ones; the verdict must match an oracle written
+from the rules (README "What is verified"), not from the code."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from authsvc.config import BindingMode
+from authsvc.credentials import Credentials
+from authsvc.verify import Verifier
+from tests.tokens import DUMMY_SECRET, OTHER_SECRET
+
+NOW = time.time()
+BINDING = b"Bearer oracle"
+MISSING = object()
+FORBIDDEN = {"crit", "b64", "jku", "x5u", "jwk", "x5c"}
+VERIFIER = Verifier.with_secret(DUMMY_SECRET)
+
+
+def b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def good_pay(value: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(value).digest()).decode()
+
+
+@dataclass
+class Built:
+    token: bytes
+    binding: bytes
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    signature_ok: bool
+    well_formed: bool  # no padding, BOM or repeated key added
+
+
+def is_time(value: Any) -> bool:
+    return type(value) in (int, float) and -62135596800 <= value <= 253402300799
+
+
+def oracle(built: Built) -> bool:
+    header, claims = built.header, built.claims
+    return (
+        built.well_formed
+        and header.get("alg") == "HS256"
+        and not FORBIDDEN & header.keys()
+        and isinstance(header.get("kid", ""), str)
+        and built.signature_ok
+        and is_time(claims.get("exp"))
+        and claims["exp"] > time.time()
+        and ("nbf" not in claims or (is_time(claims["nbf"]) and claims["nbf"] <= time.time()))
+        and claims.get("pay") == good_pay(built.binding)
+    )
+
+
+@st.composite
+def tokens(draw: st.DrawFn) -> Built:
+    header: dict[str, Any] = {
+        "alg": draw(st.sampled_from(["HS256"] * 6 + ["HS384", "none", "RS256", "hs256", 1]))
+    }
+    for key in draw(
+        st.sets(st.sampled_from(["typ", "kid", "cty", *sorted(FORBIDDEN)]), max_size=2)
+    ):
+        header[key] = draw(st.sampled_from(["JWT", "k1", 7, ["exp"], False]))
+    binding = draw(st.sampled_from([BINDING, b"Bearer other", b"Bearer \xe9"]))
+    claims: dict[str, Any] = {}
+    exp = draw(
+        st.sampled_from(
+            [
+                NOW + 3600,
+                NOW + 3600.5,
+                NOW - 10,
+                "4000000000",
+                True,
+                None,
+                MISSING,
+                10**30,
+                int(NOW) + 3600,
+            ]
+        )
+    )
+    if exp is not MISSING:
+        claims["exp"] = exp
+    nbf = draw(st.sampled_from([MISSING, MISSING, NOW - 10, NOW + 3600, "0", False]))
+    if nbf is not MISSING:
+        claims["nbf"] = nbf
+    pay = draw(
+        st.sampled_from(
+            [good_pay(BINDING), good_pay(BINDING), MISSING, "x", 1, good_pay(BINDING).rstrip("=")]
+        )
+    )
+    if pay is not MISSING:
+        claims["pay"] = pay
+    claims.update(
+        draw(
+            st.dictionaries(
+                st.sampled_from(["did", "ip", "iat", "x"]),
+                st.integers() | st.text(max_size=8),
+                max_size=2,
+            )
+        )
+    )
+    header_json = json.dumps(header).encode()
+    claims_json = json.dumps(claims).encode()
+    tweak = draw(st.sampled_from([None] * 6 + ["pad", "bom", "repeat"]))
+    if tweak == "bom":
+        claims_json = b"\xef\xbb\xbf" + claims_json
+    if tweak == "repeat":
+        header_json = header_json[:-1] + b', "alg": "HS256"}'
+    signing_input = b64url(header_json) + b"." + b64url(claims_json)
+    secret = draw(st.sampled_from([DUMMY_SECRET] * 4 + [OTHER_SECRET]))
+    signature = hmac.new(secret, signing_input, "sha256").digest()
+    cut = draw(st.sampled_from([None] * 5 + ["truncate", "flip"]))
+    if cut == "truncate":
+        signature = signature[:16]
+    if cut == "flip":
+        signature = bytes([signature[0] ^ 0x80]) + signature[1:]
+    token = signing_input + b"." + b64url(signature)
+    if tweak == "pad":
+        token += b"="
+    return Built(
+        token=token,
+        binding=binding,
+        header=header,
+        claims=claims,
+        signature_ok=secret == DUMMY_SECRET and cut is None,
+        well_formed=tweak is None,
+    )
+
+
+@settings(max_examples=1500, deadline=None)
+@given(built=tokens())
+def test_verdict_matches_the_rules(built: Built) -> None:
+    verdict = VERIFIER.check(Credentials((built.token,), built.binding), BindingMode.REQUIRED)
+    assert verdict.allowed is oracle(built), (verdict.reason, built)
