@@ -6,16 +6,16 @@ import asyncio
 import base64
 import io
 import json
-from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from authsvc.app import Message, create_app
+from authsvc.app import create_app
 from authsvc.config import BindingMode, Settings
 from authsvc.credentials import Credentials
 from authsvc.decisionlog import DecisionLog
 from authsvc.verify import Reason, Verdict, Verifier
+from tests.asgi import answer_status
 from tests.tokens import DUMMY_SECRET, sign
 
 VERIFIER = Verifier.with_secret(DUMMY_SECRET)
@@ -75,34 +75,6 @@ HEADER_NAMES = st.sampled_from(
 APP = create_app(Settings(secret=DUMMY_SECRET), decision_log=DecisionLog(io.StringIO()))
 
 
-async def call_app(path: str, method: str, headers: list[tuple[bytes, bytes]]) -> int:
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 1),
-        "server": ("x", 80),
-    }
-    await asyncio.wait_for(APP(scope, receive, send), timeout=2)
-    status: int = sent[0]["status"]
-    return status
-
-
 @settings(max_examples=300, deadline=None)
 @given(
     headers=st.lists(st.tuples(HEADER_NAMES, st.binary(max_size=200)), max_size=8),
@@ -112,4 +84,4 @@ async def call_app(path: str, method: str, headers: list[tuple[bytes, bytes]]) -
 def test_app_answers_allow_or_401_for_any_header_bytes(
     headers: list[tuple[bytes, bytes]], method: str, path: str
 ) -> None:
-    assert asyncio.run(call_app(path, method, headers)) == 401
+    assert asyncio.run(answer_status(APP, headers, method, path)) == 401

@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from authsvc.app import Message, create_app
+from authsvc.app import create_app
 from authsvc.config import Settings
 from authsvc.decisionlog import DecisionLog
+from tests.asgi import answer_status
 from tests.e2e.servers import Stack
 from tests.tokens import DUMMY_SECRET
 
@@ -36,38 +37,9 @@ def body_of(case: dict[str, Any]) -> bytes:
     return base64.b64decode(case["body"]) if case["body"] else b""
 
 
-async def app_status(case: dict[str, Any]) -> int:
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": body_of(case), "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    headers = [(name.lower(), value) for name, value in header_pairs(case)]
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": case["method"],
-        "scheme": "http",
-        "path": "/auth",
-        "raw_path": b"/auth",
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
-    await asyncio.wait_for(APP(scope, receive, send), timeout=LIMIT_SECONDS)
-    status: int = sent[0]["status"]
-    return status
-
-
 @pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
 def test_case_against_the_app(case: dict[str, Any]) -> None:
-    status = asyncio.run(app_status(case))
+    status = asyncio.run(answer_status(APP, header_pairs(case), case["method"], body=body_of(case)))
     assert status == (204 if case["expect"] == "allow" else 401)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import sys
-from typing import Any
 
 import atheris
 
@@ -20,40 +19,13 @@ with atheris.instrument_imports():
     from authsvc.credentials import Credentials
     from authsvc.decisionlog import DecisionLog
     from authsvc.verify import Reason, Verifier
+    from tests.asgi import answer_status
     from tests.tokens import DUMMY_SECRET, bound_token
 
 VERIFIER = Verifier.with_secret(DUMMY_SECRET)
 APP = create_app(Settings(secret=DUMMY_SECRET), decision_log=DecisionLog(io.StringIO()))
 MODES = list(BindingMode)
 SEED = bound_token(b"Bearer fuzz").encode()
-
-
-async def answer(headers: list[tuple[bytes, bytes]]) -> int:
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/auth",
-        "raw_path": b"/auth",
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
-    await APP(scope, receive, send)
-    status: int = sent[0]["status"]
-    return status
 
 
 def one_input(data: bytes) -> None:
@@ -71,7 +43,8 @@ def one_input(data: bytes) -> None:
     verdict = VERIFIER.check(Credentials((token_bytes,), binding or None), mode)
     if verdict.reason is Reason.INTERNAL_ERROR:
         raise RuntimeError("internal error")
-    status = asyncio.run(answer([(b"approov-token", token_bytes), (b"authorization", binding)]))
+    headers = [(b"approov-token", token_bytes), (b"authorization", binding)]
+    status = asyncio.run(answer_status(APP, headers))
     if status not in (204, 401):
         raise RuntimeError(f"status {status}")
 
