@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import math
 import os
 import sys
 import time
@@ -41,9 +42,20 @@ def _duration(text: str) -> int:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _default_workers() -> int:
-    # CPUs this process may run on (respects cpusets, unlike os.cpu_count()).
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def default_workers(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """One worker per CPU this process may use: its CPU set, capped by a container's CPU quota
+    (cgroup v2 `cpu.max`), so a 2-CPU container on a 64-core host does not start 64 workers."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+    except (OSError, ValueError):
+        return cpus or 1
+    if quota == "max":
+        return cpus or 1
+    return max(1, min(cpus or 1, math.ceil(int(quota) / int(period))))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument(
         "--workers",
         type=_positive_int,
-        default=_default_workers(),
+        default=default_workers(),
         help="worker processes; about one per CPU (default here: %(default)s)",
     )
     serve_cmd.add_argument(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from authsvc.cli import main
+from authsvc.cli import default_workers, main
 from authsvc.config import BindingMode
 from authsvc.credentials import Credentials
 from authsvc.devtoken import parse_duration
@@ -187,3 +188,27 @@ def test_token_lifetime_outside_1s_to_7d_or_unparsable_is_a_usage_error(text: st
 )
 def test_token_lifetimes(text: str, seconds: int) -> None:
     assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"),
+    [
+        ("max 100000", None),
+        ("200000 100000", 2),
+        ("150000 100000", 2),
+        ("50000 100000", 1),
+        ("6400000 100000", None),
+        ("garbage", None),
+    ],
+)
+def test_default_workers_follow_the_cpus_capped_by_a_container_quota(
+    tmp_path: Path, cpu_max: str, expected: int | None
+) -> None:
+    path = tmp_path / "cpu.max"
+    path.write_text(cpu_max + "\n")
+    cpus = len(os.sched_getaffinity(0))
+    assert default_workers(path) == min(expected or cpus, cpus)
+
+
+def test_default_workers_without_a_cgroup_file_are_the_cpus(tmp_path: Path) -> None:
+    assert default_workers(tmp_path / "missing") == len(os.sched_getaffinity(0))
