@@ -99,6 +99,17 @@ SERVERS = """
         root {www};
         include snippets/approov.conf;
     }}
+    upstream authsvc_unix {{
+        server unix:{socket};
+        keepalive 32;
+        keepalive_timeout 60s;
+    }}
+    server {{  # authsvc on a unix socket, the snippet as shipped otherwise
+        listen 127.0.0.1:{p6};
+        access_log off;
+        root {www};
+        include snippets/approov-unix.conf;
+    }}
 """
 
 
@@ -120,6 +131,7 @@ ROWS = (
     Row("authsvc-deny", 4, "invalid", 401),
     Row("authsvc-miss-100k", 4, "rotate-100k", 200),
     Row("authsvc-hit-nginx-cache", 5, "one", 200),
+    Row("authsvc-hit-unix-socket", 6, "one", 200),
 )
 
 
@@ -179,16 +191,20 @@ def wrk(port: int, seconds: int, connections: int, extra: list[str], expect: int
     return Result(rps, p50, p99, errors)
 
 
-def write_uncached_snippets(snippets: Path) -> None:
-    """The shipped server snippet as shipped (no auth cache), beside the cache-enabled render."""
+def write_snippet_variants(snippets: Path) -> None:
+    """Beside the cache-enabled render: the server snippet as shipped (no auth cache), and the
+    same pointed at the unix-socket authsvc."""
     (snippets / "approov-subrequest-nocache.conf").write_text(
         (nginx.SHIPPED / "snippets" / "approov-subrequest.conf").read_text()
     )
-    (snippets / "approov-nocache.conf").write_text(
+    as_shipped = (
         (snippets / "approov.conf")
         .read_text()
         .replace("snippets/approov-subrequest.conf", "snippets/approov-subrequest-nocache.conf")
     )
+    (snippets / "approov-nocache.conf").write_text(as_shipped)
+    unix = as_shipped.replace("http://authsvc/", "http://authsvc_unix/")
+    (snippets / "approov-unix.conf").write_text(unix)
 
 
 def worker_rss_mb(master: int) -> list[float]:
@@ -225,7 +241,8 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPROOV_")}
     env["APPROOV_BASE64_SECRET"] = PUBLIC_DUMMY_SECRET_B64
     authsvc_port, naive_port = free_port(), free_port()
-    ports = [free_port() for _ in range(6)]
+    ports = [free_port() for _ in range(7)]
+    socket_path = workdir / "authsvc.sock"
     running: list[subprocess.Popen[bytes]] = []
     try:
         with (workdir / "authsvc.log").open("ab") as log:
@@ -244,6 +261,22 @@ def main() -> int:
                 env,
             )
             running.append(authsvc)
+            running.append(
+                spawn(
+                    [
+                        sys.executable,
+                        "-m",
+                        "authsvc",
+                        "serve",
+                        "--bind",
+                        f"unix:{socket_path}",
+                        "--workers",
+                        str(args.authsvc_workers),
+                    ],
+                    log,
+                    env,
+                )
+            )
             naive = spawn(
                 [
                     sys.executable,
@@ -268,6 +301,7 @@ def main() -> int:
             njs_dir=BENCH / "njs",
             naive=naive_port,
             www=workdir / "www",
+            socket=socket_path,
             **{f"p{i}": port for i, port in enumerate(ports)},
         )
         nginx.render(
@@ -277,12 +311,12 @@ def main() -> int:
             extra_main=f"load_module {NJS_MODULE};",
             auth_cache=True,
         )
-        write_uncached_snippets(workdir / "conf" / "snippets")
+        write_snippet_variants(workdir / "conf" / "snippets")
         with (workdir / "nginx.log").open("ab") as log:
             running.append(spawn(nginx.command(workdir, "-g", "daemon off;"), log))
         time.sleep(1)
 
-        print(f"{'row':<20}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}  checks")
+        print(f"{'row':<26}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}  checks")
         results: dict[str, Result] = {}
         rss_before = worker_rss_mb(authsvc.pid)
         for row in ROWS:
@@ -302,7 +336,7 @@ def main() -> int:
             if no_auth:
                 verdict = "allows everything (reference)"
             print(
-                f"{row.name:<20}{result.rps:>10.0f}{result.p50_ms:>9.2f}{result.p99_ms:>9.2f}"
+                f"{row.name:<26}{result.rps:>10.0f}{result.p50_ms:>9.2f}{result.p99_ms:>9.2f}"
                 f"{result.errors:>8}  {verdict}",
                 flush=True,
             )
@@ -334,7 +368,7 @@ def print_ratios(
     def ratio(label: str, a: str, b: str, target: float) -> None:
         value = rps[a] / rps[b]
         mark = "met" if value >= target else "MISSED"
-        print(f"  {label:<34}{value:>6.2f}x  (target >= {target}x: {mark})")
+        print(f"  {label:<40}{value:>6.2f}x  (target >= {target}x: {mark})")
 
     print("\nratios")
     ratio("authsvc-hit / njs-verify", "authsvc-hit", "njs-verify", 1.0)
@@ -342,15 +376,17 @@ def print_ratios(
     ratio("authsvc-miss / njs-verify", "authsvc-miss", "njs-verify", 0.5)
     ratio("authsvc-miss / naive-python", "authsvc-miss", "naive-python", 3.0)
     ratio("authsvc-deny / authsvc-miss", "authsvc-deny", "authsvc-miss", 1.0)
+    unix_vs_tcp = rps["authsvc-hit-unix-socket"] / rps["authsvc-hit"]
+    print(f"  {'authsvc-hit unix socket / TCP':<40}{unix_vs_tcp:>6.2f}x  (for the record)")
     added = paced["authsvc-hit"].p99_ms - paced["auth-floor"].p99_ms
     print(
-        f"  {'p99 at half rate, added over floor':<34}{added:>6.2f} ms (target <= 2 ms: "
+        f"  {'p99 at half rate, added over floor':<40}{added:>6.2f} ms (target <= 2 ms: "
         f"{'met' if added <= 2 else 'MISSED'}; floor {paced['auth-floor'].p99_ms:.2f} ms, "
         f"authsvc-hit {paced['authsvc-hit'].p99_ms:.2f} ms at "
         f"{paced['authsvc-hit'].rps:.0f} req/s)"
     )
     print(
-        f"  {'authsvc worker RSS (MB)':<34}before {', '.join(f'{m:.1f}' for m in rss_before)}"
+        f"  {'authsvc worker RSS (MB)':<40}before {', '.join(f'{m:.1f}' for m in rss_before)}"
         f"; after 100k distinct tokens {', '.join(f'{m:.1f}' for m in rss_after)}"
         f" (target <= 60: {'met' if max(rss_after) <= 60 else 'MISSED'})"
     )
