@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,17 @@ class Process:
     def spawn(self, command: list[str], env: Mapping[str, str] | None = None) -> None:
         with self.log_path.open("ab") as log:
             self.process = spawn(command, log, env, self.log_path.parent)
+
+    def launch(
+        self, command: list[str], env: Mapping[str, str] | None, ready: Callable[[], None]
+    ) -> None:
+        """Spawn `command`, then wait with `ready`; a process that never got ready is stopped."""
+        self.spawn(command, env)
+        try:
+            ready()
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         if self.process is not None:
@@ -84,14 +95,17 @@ class Authsvc(Process):
 
     def start(self) -> Authsvc:
         booted_before = self.log_text().count(WORKER_READY)
-        self.spawn(self._argv, self._env)
-        wait_until_answering(f"{self.url}/healthz", self.process)
-        # Every worker up: a stop signal that reaches a worker still booting is lost, and the
-        # master then waits out the graceful timeout for it.
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while self.log_text().count(WORKER_READY) - booted_before < self._workers:
-            assert time.monotonic() < deadline, self.log_text()
-            time.sleep(0.05)
+
+        def ready() -> None:
+            wait_until_answering(f"{self.url}/healthz", self.process)
+            # Every worker up: a stop signal that reaches a worker still booting is lost, and
+            # the master then waits out the graceful timeout for it.
+            deadline = time.monotonic() + START_TIMEOUT_SECONDS
+            while self.log_text().count(WORKER_READY) - booted_before < self._workers:
+                assert time.monotonic() < deadline, self.log_text()
+                time.sleep(0.05)
+
+        self.launch(self._argv, self._env, ready)
         return self
 
 
@@ -106,8 +120,8 @@ class Backend(Process):
     def start(self) -> Backend:
         # demo/ is not installed: run it from the checkout.
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-        self.spawn([sys.executable, "-m", "demo.backend", "--port", str(self.port)], env)
-        wait_until_answering(f"{self.url}/__stats", self.process)
+        command = [sys.executable, "-m", "demo.backend", "--port", str(self.port)]
+        self.launch(command, env, lambda: wait_until_answering(f"{self.url}/__stats", self.process))
         return self
 
 
@@ -125,8 +139,10 @@ class Nginx(Process):
         nginx.render(prefix, ports, extra_http, auth_cache=auth_cache)
 
     def start(self) -> Nginx:
-        self.spawn(nginx.command(self.prefix, "-g", "daemon off;"))
-        wait_until_answering(f"{self.url}/healthz", self.process)
+        command = nginx.command(self.prefix, "-g", "daemon off;")
+        self.launch(
+            command, None, lambda: wait_until_answering(f"{self.url}/healthz", self.process)
+        )
         return self
 
     def access_log(self) -> str:
@@ -230,8 +246,8 @@ class Stack:
     """backend + authsvc + nginx (example site and an ingress-shaped site)."""
 
     def __init__(self, root: Path, auth_cache: bool = False, **authsvc_options: Any) -> None:
-        self.backend = Backend(root).start()
-        self.authsvc = Authsvc(root, **authsvc_options).start()
+        self.backend = Backend(root)
+        self.authsvc = Authsvc(root, **authsvc_options)
         self.ingress_port = free_port()
         ports = nginx.Ports(free_port(), self.authsvc.port, self.backend.port)
         site = INGRESS_SITE.format(
@@ -240,7 +256,13 @@ class Stack:
             authsvc=self.authsvc.port,
             backend=self.backend.port,
         )
-        self.nginx = Nginx(root / "nginx", ports, site, auth_cache).start()
+        self.nginx = Nginx(root / "nginx", ports, site, auth_cache)
+        try:
+            for process in (self.backend, self.authsvc, self.nginx):
+                process.start()
+        except BaseException:
+            self.stop()  # what started must not outlive a failed start
+            raise
 
     def client(self, port: int | None = None) -> Client:
         return Client(port or self.nginx.ports.nginx)
