@@ -46,6 +46,3 @@ class VerdictCache:
         self._entries[key] = verdict
         if len(self._entries) > self._size:
             self._entries.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._entries)

@@ -43,10 +43,19 @@ class Key:
 @dataclass(frozen=True, slots=True)
 class KeySet:
     keys: tuple[Key, ...] = ()
+    # Derived once: a key set never changes, and these are read for every token.
+    algorithms: frozenset[str] = field(init=False)
+    _by_algorithm: dict[str, tuple[Key, ...]] = field(init=False, repr=False)
+    _has_kids: bool = field(init=False, repr=False)
 
-    @property
-    def algorithms(self) -> frozenset[str]:
-        return frozenset(key.algorithm for key in self.keys)
+    def __post_init__(self) -> None:
+        algorithms = frozenset(key.algorithm for key in self.keys)
+        by_algorithm = {
+            name: tuple(key for key in self.keys if key.algorithm == name) for name in algorithms
+        }
+        object.__setattr__(self, "algorithms", algorithms)
+        object.__setattr__(self, "_by_algorithm", by_algorithm)
+        object.__setattr__(self, "_has_kids", any(key.kid is not None for key in self.keys))
 
     def candidates(self, algorithm: str, kid: object) -> tuple[Key, ...] | None:
         """The keys to try for a token; None when its `kid` names no key we have.
@@ -54,8 +63,8 @@ class KeySet:
         `kid` selects a key only among keys that have ids; without a `kid` (or when no key has
         one) every key of the token's algorithm is tried.
         """
-        of_algorithm = tuple(key for key in self.keys if key.algorithm == algorithm)
-        if kid is None or not any(key.kid is not None for key in self.keys):
+        of_algorithm = self._by_algorithm.get(algorithm, ())
+        if kid is None or not self._has_kids:
             return of_algorithm
         named = tuple(key for key in of_algorithm if key.kid == kid)
         return named or None
@@ -237,7 +246,6 @@ class KeySource:
         self._timeout_seconds = timeout_seconds
         self._fetch = fetch
         self._url_loaded = jwks_url is None
-        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._listeners: list[Callable[[KeySource], None]] = []
         self.loaded_at = time.time()
@@ -309,10 +317,9 @@ class KeySource:
         self._thread = threading.Thread(target=self._refresh_loop, name="jwks", daemon=True)
         self._thread.start()
 
-    def stop_refreshing(self) -> None:
-        self._stop.set()
-
     def _refresh_loop(self) -> None:
         # Until a first set is loaded, retry every second: the service is not ready meanwhile.
-        while not self._stop.wait(self._refresh_seconds if self._url_loaded else 1.0):
+        # A daemon thread: it ends with its worker.
+        while True:
+            time.sleep(self._refresh_seconds if self._url_loaded else 1.0)
             self.refresh()
