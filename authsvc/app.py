@@ -1,7 +1,7 @@
 """The HTTP face of authsvc: a Falcon ASGI app whose responders only translate HTTP.
 
 `/auth` answers the allow status or 401 for any method and any headers; the policy (how the
-token binding is checked) is chosen by the path nginx sends the subrequest to, never by the
+token binding is checked) is chosen by the path the proxy sends the check to, never by the
 client. `/healthz` and `/readyz` are for orchestrators, `/metrics` for Prometheus.
 """
 
@@ -36,15 +36,26 @@ DEVICE_ID_HEADER = "X-Approov-Did"
 REQUEST_ID_HEADER = "X-Request-ID"
 # Values copied into response headers: printable ASCII only, bounded.
 _SAFE_HEADER_VALUE = re.compile(rb"[\x21-\x7e]{1,256}")
+# Where a proxy says what the client asked for (logged only; never part of a decision). Each
+# proxy sets its own: nginx and ingress-nginx X-Original-*, Caddy and Traefik X-Forwarded-*.
+_ORIGINAL_METHOD_HEADERS = (b"x-original-method", b"x-forwarded-method")
+_ORIGINAL_URI_HEADERS = (b"x-original-uri", b"x-original-url", b"x-forwarded-uri")
+# Envoy's own mark on the requests it makes, ext_authz checks included; a client cannot send it
+# through Envoy, and elsewhere it can only turn a 204 into a 200 (both allow everywhere).
+_ENVOY_CHECK_HEADER = b"x-envoy-expected-rq-timeout-ms"
 _CONTEXT_HEADERS = frozenset(
-    {b"x-original-method", b"x-original-uri", b"x-original-url", b"x-request-id"}
+    (*_ORIGINAL_METHOD_HEADERS, *_ORIGINAL_URI_HEADERS, b"x-request-id", _ENVOY_CHECK_HEADER)
 )
-# `/auth` uses APPROOV_TOKEN_BINDING; `/auth/binding-<mode>` pins a mode for one nginx location.
+# `/auth` uses APPROOV_TOKEN_BINDING, `/auth-binding-<mode>` pins a mode; either may be followed
+# by `/<anything>`: the client's own path, appended by a proxy such as Envoy (`path_prefix`).
+# The policy ends at a hyphenated name, never at a slash, so nothing a client appends after the
+# proxy's prefix can reach a weaker policy.
 _AUTH_ROUTE = re.compile(
     re.escape(AUTH_PATH)
-    + r"(?:/(?P<policy>"
-    + "|".join(re.escape(f"binding-{mode.value}") for mode in BindingMode)
-    + r"))?\Z"
+    + r"(?:-binding-(?P<policy>"
+    + "|".join(re.escape(mode.value) for mode in BindingMode)
+    + r"))?(?P<client_path>/.*)?\Z",
+    re.DOTALL,
 )
 
 
@@ -74,7 +85,8 @@ class AuthSink:
         started = time.perf_counter()
         response = cast(falcon.asgi.Response, resp)  # None only for WebSocket routes
         policy: str | None = params.get("policy")
-        mode = BindingMode(policy.removeprefix("binding-")) if policy else self._default_mode
+        mode = BindingMode(policy) if policy else self._default_mode
+        appended = params.get("client_path") is not None
         headers: list[tuple[bytes, bytes]] = req.scope["headers"]
         error = None
         try:
@@ -84,21 +96,28 @@ class AuthSink:
             error = type(exc).__name__
         self._metrics.record(verdict, time.perf_counter() - started)
         context = {name: value for name, value in headers if name in _CONTEXT_HEADERS}
-        self._respond(response, verdict, context.get(b"x-request-id"))
+        # Envoy's ext_authz (Istio, Envoy Gateway) allows on 200 alone: a 204 would reach the
+        # client as an empty success. Its checks carry the client's path, or its own header.
+        from_envoy = appended or _ENVOY_CHECK_HEADER in context
+        allow_status = falcon.HTTP_200 if from_envoy else self._allow_status
+        self._respond(response, verdict, allow_status, context.get(b"x-request-id"))
         if self._log is not None:
             self._log.record(
                 verdict,
                 policy=mode.value,
-                method=header_text(context.get(b"x-original-method")) or req.method,
-                uri=header_text(context.get(b"x-original-uri") or context.get(b"x-original-url"))
-                or req.path,
+                method=_first(context, _ORIGINAL_METHOD_HEADERS) or req.method,
+                uri=_first(context, _ORIGINAL_URI_HEADERS) or _client_target(req.scope, appended),
                 request_id=header_text(context.get(b"x-request-id")),
                 latency_ms=(time.perf_counter() - started) * 1000,
                 error=error,
             )
 
     def _respond(
-        self, resp: falcon.asgi.Response, verdict: Verdict, request_id: bytes | None
+        self,
+        resp: falcon.asgi.Response,
+        verdict: Verdict,
+        allow_status: str,
+        request_id: bytes | None,
     ) -> None:
         resp.set_header(REASON_HEADER, verdict.reason.value)
         if request_id is not None and _SAFE_HEADER_VALUE.fullmatch(request_id):
@@ -107,7 +126,10 @@ class AuthSink:
             resp.status = falcon.HTTP_401
             resp.set_header("Cache-Control", "no-store")
             return
-        resp.status = self._allow_status
+        resp.status = allow_status
+        # Every allow carries the device id header, empty when nothing trusted holds one: Envoy,
+        # Istio and Traefik replace a client-sent copy only with a header the answer carries.
+        resp.set_header(DEVICE_ID_HEADER, "")
         claims = verdict.claims
         if verdict.decision is not Decision.ALLOW or claims is None:
             # Allowed only by monitor mode: nothing trusted to cache or forward.
@@ -120,6 +142,23 @@ class AuthSink:
         did = claims.get("did")
         if isinstance(did, str) and did.isascii() and _SAFE_HEADER_VALUE.fullmatch(did.encode()):
             resp.set_header(DEVICE_ID_HEADER, did)
+
+
+def _first(context: Mapping[bytes, bytes], names: tuple[bytes, ...]) -> str | None:
+    return next((header_text(context[name]) for name in names if name in context), None)
+
+
+def _client_target(scope: Scope, appended: bool) -> str:
+    """What the check request itself says of the client's request: behind a path-appending
+    proxy, the raw path after the policy segment and the query; otherwise the check's path."""
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
+    if not appended:
+        return header_text(raw_path) or ""
+    # The decoded path had a slash after the policy; the raw one may spell it `%2F`.
+    slash = raw_path.find(b"/", 1)
+    client_path = raw_path[slash:] if slash > 0 else raw_path
+    query: bytes = scope.get("query_string", b"")
+    return header_text(client_path + b"?" + query if query else client_path) or ""
 
 
 class Health:

@@ -185,7 +185,8 @@ class Settings:
             f"token_header={self.token_header}",
             f"binding={self.binding_mode} on {'+'.join(self.binding_headers)}",
             f"monitor={','.join(monitor) or 'off'}",
-            f"allow_status={self.allow_status}",
+            # Envoy (Istio, Envoy Gateway) allows on 200 alone; authsvc knows its checks.
+            f"allow_status={self.allow_status}(envoy:200)",
             f"leeway={self.leeway_seconds}s",
             f"cache={self.verified_cache_size}",
             f"issuer={self.issuer or '-'}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -18,8 +19,19 @@ from tests.tokens import DUMMY_SECRET_B64
 
 BIN = Path(sys.executable).parent
 KUBERNETES = REPO_ROOT / "deploy" / "kubernetes"
-MANIFESTS = sorted(KUBERNETES.glob("*.yaml")) + sorted((KUBERNETES / "examples").glob("*.yaml"))
-CUSTOM_RESOURCES = {"Kustomization", "Middleware"}  # no schema for these offline
+SCHEMAS = KUBERNETES / "schemas"
+YAML_FILES = sorted(KUBERNETES.glob("*.yaml")) + sorted((KUBERNETES / "examples").glob("*.yaml"))
+# Kinds kubernetes-validate has no schema for: checked against the vendored CRD schemas instead.
+CUSTOM_RESOURCES = {
+    "Kustomization",
+    "Middleware",
+    "HTTPRoute",
+    "ReferenceGrant",
+    "SecurityPolicy",
+    "ClientTrafficPolicy",
+    "AuthorizationPolicy",
+}
+ISTIOD_VALUES = KUBERNETES / "examples" / "istio-mesh-config.yaml"
 
 
 def run(*command: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
@@ -30,6 +42,28 @@ def run(*command: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str
 
 def load(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
+
+
+def documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def resources() -> list[tuple[Path, dict[str, Any]]]:
+    """Every Kubernetes object in deploy/kubernetes (a document with a kind), by file."""
+    return [(path, doc) for path in YAML_FILES for doc in documents(path) if "kind" in doc]
+
+
+def schema_for(resource: dict[str, Any]) -> Path:
+    group, _, version = resource["apiVersion"].rpartition("/")
+    return SCHEMAS / f"{resource['kind'].lower()}-{group}-{version}.json"
+
+
+def check_jsonschema(
+    schema: Path, document: Any, tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    instance = tmp_path / f"instance-{len(list(tmp_path.iterdir()))}.json"
+    instance.write_text(json.dumps(document))
+    return run(str(BIN / "check-jsonschema"), "--schemafile", str(schema), str(instance))
 
 
 # --- Dockerfile ---------------------------------------------------------------------------------
@@ -177,11 +211,81 @@ def test_compose_nginx_files_are_the_shipped_ones_with_the_services_addresses() 
 
 
 def test_kubernetes_manifests_validate_strictly() -> None:
-    result = run(str(BIN / "kubernetes-validate"), "--strict", *map(str, MANIFESTS))
+    manifests = sorted({str(path) for path, _ in resources()})
+    result = run(str(BIN / "kubernetes-validate"), "--strict", *manifests)
     assert result.returncode == 0, result.stdout + result.stderr
     passed = result.stdout.count(" passed for resource ")
-    kinds = [load(path)["kind"] for path in MANIFESTS]
-    assert passed == len([kind for kind in kinds if kind not in CUSTOM_RESOURCES])
+    assert passed == len([doc for _, doc in resources() if doc["kind"] not in CUSTOM_RESOURCES])
+
+
+@pytest.mark.parametrize(
+    ("path", "resource"),
+    [
+        (path, doc)
+        for path, doc in resources()
+        if doc["kind"] in CUSTOM_RESOURCES - {"Kustomization"}
+    ],
+    ids=lambda value: value.name if isinstance(value, Path) else value["metadata"]["name"],
+)
+def test_custom_resource_validates_against_its_vendored_crd_schema(
+    path: Path, resource: dict[str, Any], tmp_path: Path
+) -> None:
+    result = check_jsonschema(schema_for(resource), resource, tmp_path)
+    assert result.returncode == 0, f"{path.name}: {result.stdout}{result.stderr}"
+
+
+def test_istiod_values_validate_against_the_extension_provider_schema(tmp_path: Path) -> None:
+    schema = SCHEMAS / "istiod-values-extension-providers.json"
+    result = check_jsonschema(schema, load(ISTIOD_VALUES), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("example", "kind", "misspell"),
+    [
+        ("envoy-gateway.yaml", "SecurityPolicy", ("spec", "extAuth", "http", "pathPrefix")),
+        ("istio.yaml", "AuthorizationPolicy", ("spec", "providers")),
+        ("traefik-forwardauth.yaml", "Middleware", ("spec", "forwardAuth", "authResponseHeader")),
+    ],
+)
+def test_vendored_schemas_refuse_a_misspelt_field(
+    example: str, kind: str, misspell: tuple[str, ...], tmp_path: Path
+) -> None:
+    """Strict like kubectl --validate=strict: the API server would drop the field silently."""
+    resource = next(d for d in documents(KUBERNETES / "examples" / example) if d["kind"] == kind)
+    *parents, field = misspell
+    node = resource
+    for name in parents:
+        node = node[name]
+    node[field] = "/auth"
+    assert check_jsonschema(schema_for(resource), resource, tmp_path).returncode == 1
+
+
+def test_every_example_names_authsvcs_policy_paths_never_the_old_ones() -> None:
+    """`/auth/binding-<mode>` is no policy any more (a proxy appending the client's path could
+    otherwise pick one): /auth or /auth-binding-<mode>."""
+    texts = {path.name: path.read_text() for path in (KUBERNETES / "examples").glob("*.yaml")}
+    assert not [name for name, text in texts.items() if "/auth/binding-" in text]
+    assert "path: /auth\n" in texts["envoy-gateway.yaml"]
+    assert "path: /auth-binding-off" in texts["envoy-gateway.yaml"]
+    assert "pathPrefix: /auth\n" in texts["istio-mesh-config.yaml"]
+
+
+def test_envoy_based_examples_forward_the_device_id_and_hide_the_reason() -> None:
+    for policy in (
+        d
+        for d in documents(KUBERNETES / "examples" / "envoy-gateway.yaml")
+        if d["kind"] == "SecurityPolicy"
+    ):
+        ext_auth = policy["spec"]["extAuth"]
+        assert ext_auth["http"]["headersToBackend"] == ["x-approov-did"]
+        assert {"approov-token", "authorization"} <= set(ext_auth["headersToExtAuth"])
+        assert (ext_auth["failOpen"], ext_auth["statusOnError"]) == (False, 503)
+    for provider in load(ISTIOD_VALUES)["meshConfig"]["extensionProviders"]:
+        http = provider["envoyExtAuthzHttp"]
+        assert http["headersToUpstreamOnAllow"] == ["x-approov-did"]
+        assert http["headersToDownstreamOnDeny"] == ["www-authenticate"]
+        assert (http["failOpen"], http["statusOnError"]) == (False, "503")
 
 
 def test_kustomization_lists_every_manifest_but_the_secret_example() -> None:
@@ -231,6 +335,7 @@ def test_ingress_example_sends_token_and_binding_to_the_cache_key_and_forwards_t
 
 
 def test_traefik_example_forwards_the_token_and_binding_headers() -> None:
-    forward = load(KUBERNETES / "examples" / "traefik-forwardauth.yaml")["spec"]["forwardAuth"]
+    approov, _ = documents(KUBERNETES / "examples" / "traefik-forwardauth.yaml")
+    forward = approov["spec"]["forwardAuth"]
     assert {"Approov-Token", "Authorization"} <= set(forward["authRequestHeaders"])
     assert forward["authResponseHeaders"] == ["X-Approov-Did"]

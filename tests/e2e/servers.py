@@ -16,6 +16,7 @@ from typing import Any
 
 from authsvc.config import KEY_SETTINGS
 from demo import nginx
+from demo.gateways import Gateway
 from demo.processes import START_TIMEOUT_SECONDS, free_port, spawn, stop, wait_until_answering
 from tests.tokens import DUMMY_SECRET_B64
 
@@ -77,7 +78,7 @@ class Authsvc(Process):
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(env or {})
         names_a_key = any(name in env for name in KEY_SETTINGS)
-        self._env = {
+        self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("APPROOV_")},
             **({} if names_a_key else {"APPROOV_BASE64_SECRET": DUMMY_SECRET_B64}),
             **env,
@@ -105,7 +106,7 @@ class Authsvc(Process):
                 assert time.monotonic() < deadline, self.log_text()
                 time.sleep(0.05)
 
-        self.launch(self._argv, self._env, ready)
+        self.launch(self._argv, self.env, ready)
         return self
 
 
@@ -150,6 +151,24 @@ class Nginx(Process):
 
     def error_log(self) -> str:
         return (self.prefix / "logs" / "error.log").read_text()
+
+
+class GatewayProxy(Process):
+    """Envoy or Caddy running its shipped file, with only the addresses changed."""
+
+    def __init__(self, gateway: Gateway, directory: Path, ports: nginx.Ports) -> None:
+        super().__init__(gateway.name, directory)
+        self.gateway = gateway
+        self.port = ports.nginx
+        self.url = f"http://127.0.0.1:{ports.nginx}"
+        self.config = gateway.render(directory / "conf", ports)
+
+    def start(self) -> GatewayProxy:
+        command = self.gateway.command(self.config)
+        self.launch(
+            command, None, lambda: wait_until_answering(f"{self.url}/healthz", self.process)
+        )
+        return self
 
 
 INGRESS_AUTH_HOST = "authsvc.approov.svc.cluster.local"
@@ -282,4 +301,39 @@ class Stack:
 
     def stop(self) -> None:
         for process in (self.nginx, self.authsvc, self.backend):
+            process.stop()
+
+
+class GatewayStack:
+    """backend + authsvc (shipped defaults) + Envoy or Caddy with its shipped file."""
+
+    def __init__(self, gateway: Gateway, root: Path) -> None:
+        self.backend = Backend(root)
+        self.authsvc = Authsvc(root)
+        ports = nginx.Ports(free_port(), self.authsvc.port, self.backend.port)
+        self.proxy = GatewayProxy(gateway, root / gateway.name, ports)
+        try:
+            for process in (self.backend, self.authsvc, self.proxy):
+                process.start()
+        except BaseException:
+            self.stop()  # what started must not outlive a failed start
+            raise
+
+    def client(self) -> Client:
+        return Client(self.proxy.port)
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> Reply:
+        return send(self.proxy.port, method, path, headers, body)
+
+    def backend_requests(self) -> int:
+        return backend_requests(self.backend)
+
+    def stop(self) -> None:
+        for process in (self.proxy, self.authsvc, self.backend):
             process.stop()

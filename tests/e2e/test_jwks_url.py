@@ -78,8 +78,8 @@ def test_jwks_url_keys_verify_tokens_from_start_up(jwks: JwksServer, tmp_path: P
     server = Authsvc(tmp_path, env={"APPROOV_JWKS_URL": jwks.url}).start()
     try:
         assert status(f"{server.url}/readyz")[0] == 200
-        assert status(f"{server.url}/auth/binding-off", es256_token(key, "k1")) == (204, "ok")
-        assert status(f"{server.url}/auth/binding-off", es256_token(key, "k2")) == (
+        assert status(f"{server.url}/auth-binding-off", es256_token(key, "k1")) == (204, "ok")
+        assert status(f"{server.url}/auth-binding-off", es256_token(key, "k2")) == (
             401,
             "kid_unknown",
         )
@@ -92,7 +92,7 @@ def test_unready_and_denying_until_the_jwks_url_answers(jwks: JwksServer, tmp_pa
     server = Authsvc(tmp_path, env={"APPROOV_JWKS_URL": jwks.url}, workers=1).start()
     try:
         assert status(f"{server.url}/readyz")[0] == 503
-        assert status(f"{server.url}/auth/binding-off", es256_token(key, "k1")) == (
+        assert status(f"{server.url}/auth-binding-off", es256_token(key, "k1")) == (
             401,
             "keys_unavailable",
         )
@@ -101,6 +101,6 @@ def test_unready_and_denying_until_the_jwks_url_answers(jwks: JwksServer, tmp_pa
         while status(f"{server.url}/readyz")[0] != 200:
             assert time.monotonic() < deadline
             time.sleep(0.2)
-        assert status(f"{server.url}/auth/binding-off", es256_token(key, "k1")) == (204, "ok")
+        assert status(f"{server.url}/auth-binding-off", es256_token(key, "k1")) == (204, "ok")
     finally:
         server.stop()

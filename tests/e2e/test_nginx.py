@@ -393,3 +393,34 @@ def test_empty_content_length_keeps_an_auth_server_from_waiting_for_a_body(
         assert (reply.status, elapsed < 1) == (200, True)
     else:
         assert (reply.status, elapsed >= 2) == (503, True)
+
+
+# --- an auth URI the include does not define -------------------------------------------------
+
+STALE_POLICY_SITE = """
+    server {{
+        listen 127.0.0.1:{port};
+        include snippets/approov.conf;
+        location / {{
+            auth_request /_approov/auth/binding-off;  # the name before /_approov/auth-binding-off
+            proxy_pass http://127.0.0.1:{backend};
+        }}
+    }}
+"""
+
+
+def test_an_auth_uri_the_include_does_not_define_fails_closed(tmp_path: Path) -> None:
+    """Without the include's internal `/_approov/` location, an old or mistyped auth URI would
+    be served by the server's own `location /`: the backend's 200 would allow every request."""
+    backend = Backend(tmp_path).start()
+    port = free_port()
+    site = STALE_POLICY_SITE.format(port=port, backend=backend.port)
+    proxy = Nginx(tmp_path / "nginx", nginx.Ports(free_port(), free_port(), backend.port), site)
+    proxy.start()
+    try:
+        before = backend_requests(backend)
+        assert send(port, "GET", "/api/x", approov()).status == 500
+        assert backend_requests(backend) == before
+    finally:
+        proxy.stop()
+        backend.stop()

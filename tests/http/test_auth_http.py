@@ -183,36 +183,41 @@ def test_allow_forwards_the_device_id_but_never_the_token(service: Service) -> N
 def test_device_id_that_is_not_a_safe_header_value_is_not_forwarded(
     service: Service, did: Any
 ) -> None:
+    """The header is still sent, empty, so a proxy replaces any client-sent copy."""
     result = service.auth(bound_token(AUTHORIZATION.encode(), did=did))
     assert result.status_code == 204
-    assert "X-Approov-Did" not in result.headers
+    assert result.headers["X-Approov-Did"] == ""
+
+
+def test_allow_for_a_token_without_device_id_sends_an_empty_one(service: Service) -> None:
+    assert service.auth(bound_token(AUTHORIZATION.encode())).headers["X-Approov-Did"] == ""
 
 
 # --- per-location policy, chosen by nginx through the path -------------------------------------
 
 
 def test_binding_off_path_allows_a_token_without_binding_header(service: Service) -> None:
-    assert service.auth(token(), authorization=None, path="/auth/binding-off").status_code == 204
+    assert service.auth(token(), authorization=None, path="/auth-binding-off").status_code == 204
 
 
 def test_binding_required_path_denies_a_token_without_pay_whatever_the_default() -> None:
     service = Service(binding_mode=BindingMode.OFF)
     assert service.auth(token()).status_code == 204
-    result = service.auth(token(), path="/auth/binding-required")
+    result = service.auth(token(), path="/auth-binding-required")
     assert (result.status_code, result.headers["X-Approov-Reason"]) == (401, "binding_missing")
 
 
 def test_binding_if_present_path_allows_a_token_without_pay(service: Service) -> None:
-    assert service.auth(token(), path="/auth/binding-if-present").status_code == 204
+    assert service.auth(token(), path="/auth-binding-if-present").status_code == 204
 
 
 @pytest.mark.parametrize(
     "headers",
     [
-        {"X-Original-URI": "/auth/binding-off"},
+        {"X-Original-URI": "/auth-binding-off"},
         {"X-Approov-Policy": "off"},
-        {"X-Forwarded-Prefix": "/auth/binding-off"},
-        {"X-Original-URL": "http://x/auth/binding-off"},
+        {"X-Forwarded-Prefix": "/auth-binding-off"},
+        {"X-Original-URL": "http://x/auth-binding-off"},
     ],
 )
 def test_client_headers_cannot_weaken_the_policy(service: Service, headers: dict[str, str]) -> None:
@@ -220,9 +225,81 @@ def test_client_headers_cannot_weaken_the_policy(service: Service, headers: dict
     assert (result.status_code, result.headers["X-Approov-Reason"]) == (401, "binding_missing")
 
 
-@pytest.mark.parametrize("path", ["/auth/", "/auth/off", "/auth/binding-none", "/authz", "/"])
-def test_unknown_paths_are_not_found(service: Service, path: str) -> None:
-    assert service.auth(valid(), path=path).status_code == 404
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/auth/binding-off",
+        "/auth/auth-binding-off",
+        "/auth/../auth-binding-off",
+        "/auth/%2e%2e/auth-binding-off",
+        "/auth/%2Fauth-binding-off",
+        "/auth//auth-binding-off",
+        "/auth/binding-off?policy=off",
+    ],
+)
+def test_client_path_after_auth_never_changes_the_default_policy(
+    service: Service, path: str
+) -> None:
+    """What a proxy appends after `/auth` (Envoy: the client's path) is the client's to choose."""
+    result = service.auth(token(), path=path)
+    assert (result.status_code, result.headers["X-Approov-Reason"]) == (401, "binding_missing")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/auth-binding-required/binding-off",
+        "/auth-binding-required/auth-binding-off",
+        "/auth-binding-required/../auth-binding-off",
+        "/auth-binding-required/%2e%2e/auth-binding-off/x",
+    ],
+)
+def test_client_path_after_a_pinned_policy_never_changes_it(path: str) -> None:
+    service = Service(binding_mode=BindingMode.OFF)
+    result = service.auth(token(), path=path)
+    assert (result.status_code, result.headers["X-Approov-Reason"]) == (401, "binding_missing")
+
+
+@pytest.mark.parametrize("path", ["/auth-binding-off/", "/auth-binding-off/api/v1/x"])
+def test_pinned_policy_holds_with_any_client_path_after_it(service: Service, path: str) -> None:
+    result = service.auth(token(), authorization=None, path=path)
+    assert (result.status_code, result.headers["X-Approov-Reason"]) == (200, "ok")
+
+
+@pytest.mark.parametrize("path", ["/auth/", "/auth/api/v1/x", "/auth-binding-required/x"])
+def test_check_with_a_client_path_is_allowed_with_200_whatever_the_allow_status(
+    path: str,
+) -> None:
+    """Only Envoy-style proxies append the client's path, and they allow on 200 alone."""
+    service = Service(allow_status=204)
+    assert service.auth(valid(), path=path).status_code == 200
+    assert service.auth(valid(), path="/auth").status_code == 204
+
+
+def test_envoy_check_without_a_client_path_is_allowed_with_200() -> None:
+    """Envoy Gateway's pathOverride (or Istio without pathPrefix) sends a bare policy path."""
+    service = Service(allow_status=204)
+    envoy = {"x-envoy-expected-rq-timeout-ms": "2000", "x-envoy-internal": "true"}
+    result = service.auth(valid(), path="/auth-binding-required", headers=envoy)
+    assert result.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/authz",
+        "/auth-binding-none",
+        "/auth-binding-",
+        "/auth-binding-offx",
+        "/auth-binding-off-x",
+        "/auth-binding",
+        "/binding-off",
+        "/",
+    ],
+)
+@pytest.mark.parametrize("method", ["GET", "POST", "PROPFIND"])
+def test_unknown_paths_are_not_found(service: Service, path: str, method: str) -> None:
+    assert service.auth(valid(), path=path, method=method).status_code == 404
 
 
 # --- monitor mode ------------------------------------------------------------------------------
@@ -233,7 +310,7 @@ def test_monitor_mode_allows_an_invalid_token_and_says_why() -> None:
     result = service.auth(bound_token(AUTHORIZATION.encode(), secret=OTHER_SECRET, did="d"))
     assert (result.status_code, result.headers["X-Approov-Reason"]) == (204, "signature_invalid")
     assert result.headers["Cache-Control"] == "no-store"
-    assert "X-Approov-Did" not in result.headers
+    assert result.headers["X-Approov-Did"] == ""  # nothing trusted: the claim is not forwarded
     assert service.lines()[-1]["decision"] == "monitor"
 
 
@@ -304,7 +381,7 @@ def test_one_json_line_per_decision_with_nginx_context(service: Service) -> None
             "X-Request-ID": "r-1",
         },
     )
-    service.auth(None, path="/auth/binding-off")
+    service.auth(None, path="/auth-binding-off")
     allow, deny = service.lines()
     assert {
         k: allow[k] for k in ("decision", "reason", "policy", "method", "uri", "request_id", "did")
@@ -325,13 +402,34 @@ def test_one_json_line_per_decision_with_nginx_context(service: Service) -> None
         "token_missing",
         "off",
         "GET",
-        "/auth/binding-off",
+        "/auth-binding-off",
     )
 
 
 def test_ingress_style_original_url_is_logged(service: Service) -> None:
     service.auth(None, headers={"X-Original-URL": "https://api.example.com/v1/x"})
     assert service.lines()[0]["uri"] == "https://api.example.com/v1/x"
+
+
+def test_caddy_and_traefik_style_forwarded_method_and_uri_are_logged(service: Service) -> None:
+    service.auth(None, headers={"X-Forwarded-Method": "PATCH", "X-Forwarded-Uri": "/v1/x?a=%20"})
+    assert (service.lines()[0]["method"], service.lines()[0]["uri"]) == ("PATCH", "/v1/x?a=%20")
+
+
+@pytest.mark.parametrize(
+    ("path", "logged"),
+    [
+        ("/auth/api/v1/x%2Fy?a=1&b=%20", "/api/v1/x%2Fy?a=1&b=%20"),
+        ("/auth-binding-off/login", "/login"),
+        ("/auth/", "/"),
+        ("/auth%2Fapi", "/auth%2Fapi"),
+    ],
+)
+def test_envoy_style_check_logs_its_own_method_and_the_raw_client_path(
+    service: Service, path: str, logged: str
+) -> None:
+    service.auth(None, method="DELETE", path=path)
+    assert (service.lines()[0]["method"], service.lines()[0]["uri"]) == ("DELETE", logged)
 
 
 def test_log_never_holds_the_token_the_secret_or_the_authorization_value(
@@ -382,7 +480,7 @@ def test_metrics_count_decisions_by_decision_and_reason(service: Service) -> Non
 
 def test_metric_labels_never_hold_a_token_a_device_id_or_a_path(service: Service) -> None:
     tok = valid()
-    service.auth(tok, path="/auth/binding-off", headers={"X-Original-URI": "/secret/path"})
+    service.auth(tok, path="/auth-binding-off", headers={"X-Original-URI": "/secret/path"})
     text = "\n".join(metric_lines(service))
     for leaked in (tok[:20], "device-1", "/secret/path", "binding-off"):
         assert leaked not in text

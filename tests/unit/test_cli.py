@@ -39,6 +39,13 @@ def test_check_config_prints_a_one_line_summary_and_exits_0(
     assert DUMMY_SECRET_B64[:10] not in out
 
 
+def test_check_config_says_envoy_checks_are_allowed_with_200(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["check-config"], env={"APPROOV_BASE64_SECRET": DUMMY_SECRET_B64}) == 0
+    assert " allow_status=204(envoy:200) " in capsys.readouterr().out
+
+
 def test_check_config_lists_every_problem_and_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
     env = {"APPROOV_TOKEN_BINDING": "x", "APPROOV_LOGGING_ENABLED": "x"}
     assert main(["check-config"], env=env) == 1

