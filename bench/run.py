@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO))
 from authsvc.config import PUBLIC_DUMMY_SECRET_B64
 from authsvc.devtoken import mint
 from demo import nginx
+from demo.gateways import ENVOY
 from demo.processes import children, free_port, rss_mb, spawn, stop, wait_until_answering
 
 BENCH = REPO / "bench"
@@ -132,7 +133,11 @@ ROWS = (
     Row("authsvc-miss-100k", 4, "rotate-100k", 200),
     Row("authsvc-hit-nginx-cache", 5, "one", 200),
     Row("authsvc-hit-unix-socket", 6, "one", 200),
+    # The shipped envoy/envoy.yaml (1 worker thread, as nginx has 1 worker) -> the static server.
+    Row("envoy-authsvc-miss", 7, "rotate", 200),
+    Row("envoy-authsvc-hit", 7, "one", 200),
 )
+ENVOY_ROWS = {row.name for row in ROWS if row.port_index == 7}
 
 
 @dataclass
@@ -241,7 +246,7 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPROOV_")}
     env["APPROOV_BASE64_SECRET"] = PUBLIC_DUMMY_SECRET_B64
     authsvc_port, naive_port = free_port(), free_port()
-    ports = [free_port() for _ in range(7)]
+    ports = [free_port() for _ in range(8)]
     socket_path = workdir / "authsvc.sock"
     running: list[subprocess.Popen[bytes]] = []
     try:
@@ -314,12 +319,21 @@ def main() -> int:
         write_snippet_variants(workdir / "conf" / "snippets")
         with (workdir / "nginx.log").open("ab") as log:
             running.append(spawn(nginx.command(workdir, "-g", "daemon off;"), log))
+        rows: tuple[Row, ...] = ROWS
+        if ENVOY.find() is None:
+            print(f"bench: no Envoy rows ({ENVOY.install_hint})", file=sys.stderr)
+            rows = tuple(row for row in ROWS if row.name not in ENVOY_ROWS)
+        else:
+            envoy_ports = nginx.Ports(ports[7], authsvc_port, ports[0])
+            config = ENVOY.render(workdir / "envoy", envoy_ports)
+            with (workdir / "envoy.log").open("ab") as log:
+                running.append(spawn(ENVOY.command(config), log))
         time.sleep(1)
 
         print(f"{'row':<26}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}  checks")
         results: dict[str, Result] = {}
         rss_before = worker_rss_mb(authsvc.pid)
-        for row in ROWS:
+        for row in rows:
             port = ports[row.port_index]
             checks = (status(port, one), status(port, invalid))
             no_auth = row.name in ("nginx-no-auth", "auth-floor")
@@ -376,6 +390,10 @@ def print_ratios(
     ratio("authsvc-miss / njs-verify", "authsvc-miss", "njs-verify", 0.5)
     ratio("authsvc-miss / naive-python", "authsvc-miss", "naive-python", 3.0)
     ratio("authsvc-deny / authsvc-miss", "authsvc-deny", "authsvc-miss", 1.0)
+    for row in sorted(ENVOY_ROWS & rps.keys()):
+        behind_nginx = row.removeprefix("envoy-")
+        label = f"{row} / {behind_nginx} (nginx)"
+        print(f"  {label:<40}{rps[row] / rps[behind_nginx]:>6.2f}x  (for the record)")
     unix_vs_tcp = rps["authsvc-hit-unix-socket"] / rps["authsvc-hit"]
     print(f"  {'authsvc-hit unix socket / TCP':<40}{unix_vs_tcp:>6.2f}x  (for the record)")
     added = paced["authsvc-hit"].p99_ms - paced["auth-floor"].p99_ms
