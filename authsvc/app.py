@@ -7,9 +7,11 @@ client. `/healthz` and `/readyz` are for orchestrators, `/metrics` for Prometheu
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, cast
 
@@ -28,6 +30,8 @@ Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Mapping[str, Any]]]
 Send = Callable[[Message], Awaitable[None]]
 AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger("authsvc.app")
 
 AUTH_PATH = "/auth"
 
@@ -88,19 +92,49 @@ class AuthSink:
         mode = BindingMode(policy) if policy else self._default_mode
         appended = params.get("client_path") is not None
         headers: list[tuple[bytes, bytes]] = req.scope["headers"]
+        context = {name: value for name, value in headers if name in _CONTEXT_HEADERS}
+        # Envoy's ext_authz (Istio, Envoy Gateway) allows on 200 alone: a 204 would reach the
+        # client as an empty success. Its checks carry the client's path, or its own header.
+        from_envoy = appended or _ENVOY_CHECK_HEADER in context
+        allow_status = falcon.HTTP_200 if from_envoy else self._allow_status
         error = None
         try:
             verdict = self._verifier.check(self._reader.read(headers), mode)
         except Exception as exc:  # any bug is a deny, never a 500 that nginx turns into an error
             verdict = Verdict(Reason.INTERNAL_ERROR, Decision.DENY)
             error = type(exc).__name__
+            log.error("verification failed, denied: %s", _where(exc))
+        # The answer is decided here; nothing after it may change it or fail the request.
+        response.status = allow_status if verdict.allowed else falcon.HTTP_401
+        try:
+            self._answer(
+                req,
+                response,
+                verdict,
+                context,
+                mode=mode,
+                appended=appended,
+                started=started,
+                error=error,
+            )
+        except Exception as exc:
+            log.error("decision %s answered but not recorded: %s", verdict.reason, _where(exc))
+
+    def _answer(
+        self,
+        req: falcon.asgi.Request,
+        response: falcon.asgi.Response,
+        verdict: Verdict,
+        context: Mapping[bytes, bytes],
+        *,
+        mode: BindingMode,
+        appended: bool,
+        started: float,
+        error: str | None,
+    ) -> None:
+        """Everything after the verdict: the response headers, the metrics, the decision line."""
+        self._set_headers(response, verdict, context.get(b"x-request-id"))
         self._metrics.record(verdict, time.perf_counter() - started)
-        context = {name: value for name, value in headers if name in _CONTEXT_HEADERS}
-        # Envoy's ext_authz (Istio, Envoy Gateway) allows on 200 alone: a 204 would reach the
-        # client as an empty success. Its checks carry the client's path, or its own header.
-        from_envoy = appended or _ENVOY_CHECK_HEADER in context
-        allow_status = falcon.HTTP_200 if from_envoy else self._allow_status
-        self._respond(response, verdict, allow_status, context.get(b"x-request-id"))
         if self._log is not None:
             self._log.record(
                 verdict,
@@ -112,21 +146,15 @@ class AuthSink:
                 error=error,
             )
 
-    def _respond(
-        self,
-        resp: falcon.asgi.Response,
-        verdict: Verdict,
-        allow_status: str,
-        request_id: bytes | None,
+    def _set_headers(
+        self, resp: falcon.asgi.Response, verdict: Verdict, request_id: bytes | None
     ) -> None:
         resp.set_header(REASON_HEADER, verdict.reason.value)
         if request_id is not None and _SAFE_HEADER_VALUE.fullmatch(request_id):
             resp.set_header(REQUEST_ID_HEADER, request_id.decode("ascii"))
         if not verdict.allowed:
-            resp.status = falcon.HTTP_401
             resp.set_header("Cache-Control", "no-store")
             return
-        resp.status = allow_status
         # Every allow carries the device id header, empty when nothing trusted holds one: Envoy,
         # Istio and Traefik replace a client-sent copy only with a header the answer carries.
         resp.set_header(DEVICE_ID_HEADER, "")
@@ -142,6 +170,15 @@ class AuthSink:
         did = claims.get("did")
         if isinstance(did, str) and did.isascii() and _SAFE_HEADER_VALUE.fullmatch(did.encode()):
             resp.set_header(DEVICE_ID_HEADER, did)
+
+
+def _where(exc: BaseException) -> str:
+    """An exception's type and where it was raised; never its message, which may hold a value
+    taken from the request."""
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    return (
+        f"{type(exc).__name__} at {frame.filename}:{frame.lineno}" if frame else type(exc).__name__
+    )
 
 
 def _first(context: Mapping[bytes, bytes], names: tuple[bytes, ...]) -> str | None:

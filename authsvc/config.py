@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -127,7 +128,7 @@ class Settings:
             previous_secrets=read("APPROOV_BASE64_SECRET_PREVIOUS", _parse_secret_list, ()),
             public_key_file=read("APPROOV_PUBLIC_KEY_FILE", Path, None),
             jwks_file=read("APPROOV_JWKS_FILE", Path, None),
-            jwks_url=read("APPROOV_JWKS_URL", _parse_url, None),
+            jwks_url=read("APPROOV_JWKS_URL", _parse_jwks_url, None),
             jwks_refresh_seconds=read(
                 "APPROOV_JWKS_REFRESH_SECONDS", _whole_number(10, 86400), 300
             ),
@@ -175,7 +176,10 @@ class Settings:
             *([f"public-key({self.public_key_file})"] if self.public_key_file else []),
             *([f"jwks-file({self.jwks_file})"] if self.jwks_file else []),
             *(
-                [f"jwks-url({self.jwks_url}, every {self.jwks_refresh_seconds}s)"]
+                [
+                    f"jwks-url({self.jwks_url}, every {self.jwks_refresh_seconds}s,"
+                    " same-origin redirects only, at most 1 MiB)"
+                ]
                 if self.jwks_url
                 else []
             ),
@@ -224,11 +228,25 @@ def _parse_secret_list(raw: str) -> tuple[bytes, ...]:
     return tuple(decode_secret(part) for part in raw.split(",") if part.strip())
 
 
-def _parse_url(raw: str) -> str:
+def _parse_jwks_url(raw: str) -> str:
     parts = urlsplit(raw)
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise ValueError(f"{raw!r} is not an http(s) URL")
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"{raw!r} is not an https URL")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ValueError(
+            f"{raw!r} is plain http: anyone on the path could replace the keys; use https"
+            " (plain http is accepted only to a loopback address, for tests)"
+        )
     return raw
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _whole_number(low: int, high: int, advice: str = "") -> Callable[[str], int]:

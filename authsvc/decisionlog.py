@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from authsvc.verify import Verdict
+from authsvc.verify import Verdict, is_timestamp
 
-# Keeps a line well under PIPE_BUF (4096), so lines from several workers never interleave.
+# A first, cheap bound on each text taken from a request or a token.
 MAX_FIELD_CHARS = 512
+# PIPE_BUF: a write of at most this many bytes to a pipe is never interleaved with another
+# process's, so the workers' lines on one stdout stay whole. Counted with the newline.
+MAX_LINE_BYTES = 4096
+# What may be shortened to fit, longest first; the rest is short by construction.
+_CUTTABLE = ("uri", "method", "request_id", "did", "key", "error")
 
 
 def header_text(value: bytes | None) -> str | None:
@@ -20,6 +24,35 @@ def header_text(value: bytes | None) -> str | None:
     if value is None:
         return None
     return value[:MAX_FIELD_CHARS].decode("latin-1")
+
+
+def bounded_line(fields: dict[str, Any]) -> str:
+    """`fields` as one JSON line of at most MAX_LINE_BYTES bytes with its newline.
+
+    JSON is written ASCII-only, so characters are bytes. When the line is too long, the longest
+    text field is cut (by what it costs encoded, escapes included) and `"truncated": true` added.
+    """
+    line = json.dumps(fields)
+    while len(line) >= MAX_LINE_BYTES:
+        fields["truncated"] = True
+        encoded = {n: len(json.dumps(fields[n])) for n in _CUTTABLE if fields.get(n)}
+        longest = max(encoded, key=encoded.__getitem__)
+        excess = len(json.dumps(fields)) + 1 - MAX_LINE_BYTES
+        fields[longest] = _cut(fields[longest], encoded[longest] - excess)
+        line = json.dumps(fields)
+    return line
+
+
+def _cut(text: str, budget: int) -> str:
+    """The longest prefix of `text` whose JSON encoding takes at most `budget` characters."""
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if len(json.dumps(text[:middle])) <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low]
 
 
 class DecisionLog:
@@ -59,9 +92,10 @@ class DecisionLog:
             "did": did[:MAX_FIELD_CHARS] if isinstance(did, str) else None,
             "key": verdict.key,
             "cached": True if verdict.cached else None,
-            "exp": exp if isinstance(exp, int | float) and math.isfinite(exp) else None,
+            # Any JSON number can reach here (the claims of a token denied as claims_invalid).
+            "exp": exp if is_timestamp(exp) else None,
             "error": error,
         }
-        line = json.dumps({k: v for k, v in fields.items() if v is not None})
+        line = bounded_line({k: v for k, v in fields.items() if v is not None})
         self._stream.write(line + "\n")
         self._stream.flush()

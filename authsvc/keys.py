@@ -10,11 +10,14 @@ import json
 import logging
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from http.client import HTTPMessage
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+from urllib.parse import urlsplit
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -206,8 +209,37 @@ def _duplicate_kids(keys: Iterable[Key]) -> list[str]:
     ]
 
 
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only within the configured URL's origin (scheme, host, port): a
+    redirect elsewhere, an https-to-http downgrade included, would let another server choose
+    the keys."""
+
+    def redirect_request(  # noqa: PLR0917 - urllib's signature
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if _origin(newurl) != _origin(req.full_url):
+            raise urllib.error.HTTPError(
+                req.full_url, code, f"redirect to another origin refused: {newurl}", headers, fp
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+
+
+_OPENER = urllib.request.build_opener(_SameOriginRedirects)
+
+
 def fetch_url(url: str, timeout: float) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - configured URL
+    with _OPENER.open(url, timeout=timeout) as response:
         data: bytes = response.read(MAX_KEY_DOCUMENT_BYTES + 1)
     if len(data) > MAX_KEY_DOCUMENT_BYTES:
         raise ValueError(f"larger than {MAX_KEY_DOCUMENT_BYTES} bytes")

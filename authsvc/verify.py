@@ -240,7 +240,7 @@ class Verifier:
     def _check_claims(self, claims: Mapping[str, Any]) -> Reason | None:
         exp = claims.get("exp")
         nbf = claims.get("nbf", 0)
-        if not (_is_timestamp(exp) and _is_timestamp(nbf)):
+        if not (is_timestamp(exp) and is_timestamp(nbf)):
             return Reason.CLAIMS_INVALID
         if self._issuer is not None and claims.get("iss") != self._issuer:
             return Reason.CLAIMS_INVALID
@@ -280,7 +280,8 @@ def binding_pay(binding_value: bytes) -> str:
     return base64.b64encode(hashlib.sha256(binding_value).digest()).decode("ascii")
 
 
-def _is_timestamp(value: object) -> TypeGuard[float]:
+def is_timestamp(value: object) -> TypeGuard[float]:
+    """A JSON number a date can hold. Compared exactly: a huge int is never made a float."""
     # `type(...) in` on purpose: bool is an int subclass and must not pass. NaN and the
     # infinities fail the range test; a huge int is compared exactly, never made a float.
     return type(value) in (int, float) and EARLIEST_TIMESTAMP <= value <= LATEST_TIMESTAMP  # type: ignore[operator]

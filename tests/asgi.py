@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from authsvc.app import AsgiApp, Message
 
 
-async def answer_status(
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]
+    """Lower-case names; a repeated header keeps its last value."""
+
+    @property
+    def reason(self) -> str | None:
+        return self.headers.get("x-approov-reason")
+
+
+async def answer(
     app: AsgiApp,
     headers: list[tuple[bytes, bytes]],
     method: str = "GET",
@@ -16,8 +28,8 @@ async def answer_status(
     *,
     body: bytes = b"",
     timeout: float = 2.0,
-) -> int:
-    """The status `app` answers with (headers as the server would pass them: lower-case names)."""
+) -> Answer:
+    """What `app` answers (headers passed as a server would: lower-case names, raw bytes)."""
     sent: list[Message] = []
 
     async def receive() -> Message:
@@ -41,5 +53,6 @@ async def answer_status(
         "server": ("127.0.0.1", 80),
     }
     await asyncio.wait_for(app(scope, receive, send), timeout=timeout)
-    status: int = sent[0]["status"]
-    return status
+    start = sent[0]
+    received = {name.decode("latin-1"): value.decode("latin-1") for name, value in start["headers"]}
+    return Answer(start["status"], received)

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 
 import pytest
 
 from demo import nginx
 from demo.gateways import GATEWAYS
+
+pytest_plugins = ["pytester"]
 
 
 def require(found: bool, install_hint: str) -> None:
@@ -25,3 +29,28 @@ def nginx_available() -> None:
 def gateway_available(name: str) -> None:
     gateway = GATEWAYS[name]
     require(gateway.find() is not None, gateway.install_hint)
+
+
+class _Errors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture(autouse=True)
+def no_internal_error(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A crash must never pass for a deny: any test in which the app hit an internal error
+    (a denied `internal_error`, or a failure after the verdict) fails, unless it is marked
+    `internal_error`."""
+    errors = _Errors()
+    logger = logging.getLogger("authsvc.app")
+    logger.addHandler(errors)
+    try:
+        yield
+    finally:
+        logger.removeHandler(errors)
+    if errors.messages and request.node.get_closest_marker("internal_error") is None:
+        pytest.fail(f"internal error in the app: {errors.messages}")

@@ -13,9 +13,11 @@ from hypothesis import strategies as st
 from authsvc.app import create_app
 from authsvc.config import BindingMode, Settings
 from authsvc.credentials import Credentials
-from authsvc.decisionlog import DecisionLog
+from authsvc.decisionlog import MAX_LINE_BYTES, DecisionLog
+from authsvc.explain import explain
+from authsvc.keys import KeySource
 from authsvc.verify import Reason, Verdict, Verifier
-from tests.asgi import answer_status
+from tests.asgi import answer
 from tests.tokens import DUMMY_SECRET, sign
 
 VERIFIER = Verifier.with_secret(DUMMY_SECRET)
@@ -84,4 +86,58 @@ APP = create_app(Settings(secret=DUMMY_SECRET), decision_log=DecisionLog(io.Stri
 def test_app_answers_allow_or_401_for_any_header_bytes(
     headers: list[tuple[bytes, bytes]], method: str, path: str
 ) -> None:
-    assert asyncio.run(answer_status(APP, headers, method, path)) == 401
+    got = asyncio.run(answer(APP, headers, method, path))
+    assert got.status == 401
+    assert got.reason not in {None, "ok", "internal_error"}
+
+
+# --- whatever a validly signed token carries, the answer and the log line are sound ----------
+
+ANY_CHARACTER = st.integers(0, 0x10FFFF).map(chr)  # lone surrogates included, as JSON allows
+CLAIM_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**400), 10**400)
+    | st.floats()
+    | st.text(ANY_CHARACTER, max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+# exp reaches the most code (it is read after the signature, by the log and by explain): its
+# edges first, then anything.
+EDGE_TIMESTAMPS = st.sampled_from(
+    [4_102_444_800, 10**400, -(10**400), 2**1024, 1e308, -1.5, 253402300800]
+)
+CLAIMS = st.fixed_dictionaries(
+    {"exp": EDGE_TIMESTAMPS | CLAIM_VALUES},
+    optional=dict.fromkeys(["nbf", "iat", "pay", "did", "iss", "aud", "ipk", "x"], CLAIM_VALUES),
+)
+HEADERS: st.SearchStrategy[dict[str, object]] = st.just({}) | st.dictionaries(
+    st.sampled_from(["kid", "typ", "x"]), CLAIM_VALUES
+)
+LOG = io.StringIO()
+LOGGED_APP = create_app(Settings(secret=DUMMY_SECRET), decision_log=DecisionLog(LOG))
+KEYS = KeySource.from_settings(Settings(secret=DUMMY_SECRET))
+
+
+@settings(max_examples=300, deadline=None)
+@given(claims=CLAIMS, header=HEADERS)
+def test_any_claim_values_get_allow_or_a_named_deny_and_a_sound_log_line(
+    claims: dict[str, object], header: dict[str, object]
+) -> None:
+    """Found by a sweep: a claim the decision log could not format turned a deny into a 500."""
+    token = sign({"alg": "HS256", **header}, json.dumps(claims).encode())
+    before = LOG.tell()
+    got = asyncio.run(answer(LOGGED_APP, [(b"approov-token", token.encode())]))
+    assert got.status in {204, 401}
+    assert got.reason not in {None, "internal_error"}
+    line = LOG.getvalue()[before:]
+    assert len(line.encode()) <= MAX_LINE_BYTES
+    assert json.loads(line)["reason"] == got.reason
+    explanation = explain(
+        token, binding=None, mode=BindingMode.REQUIRED, verifier=VERIFIER, keys=KEYS.current, now=0
+    )
+    assert explanation.verdict.reason.value == got.reason
+    explanation.render().encode("utf-8", "surrogateescape")

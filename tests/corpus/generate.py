@@ -20,6 +20,7 @@ CASES_FILE = Path(__file__).with_name("cases.json")
 BINDING = "Bearer corpus-user"
 FUTURE = 4_102_444_800  # 2100-01-01
 PAST = 1_600_000_000
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"  # base64url
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
@@ -38,7 +39,8 @@ def claims(**extra: Any) -> dict[str, Any]:
 VALID = signed(HS256_HEADER, claims())
 
 
-def case(name: str, expect: str, token: str | None = VALID, **options: Any) -> dict[str, Any]:
+def case(name: str, reason: str, token: str | None = VALID, **options: Any) -> dict[str, Any]:
+    """A request and the reason code authsvc must answer it with (`ok`: allowed)."""
     headers: list[list[str]] = []
     if token is not None:
         headers.append(["Approov-Token", token])
@@ -47,7 +49,8 @@ def case(name: str, expect: str, token: str | None = VALID, **options: Any) -> d
     headers += options.pop("extra_headers", [])
     return {
         "name": name,
-        "expect": expect,
+        "expect": "allow" if reason == "ok" else "deny",
+        "reason": reason,
         "method": options.pop("method", "GET"),
         "headers": headers,
         "body": options.pop("body", None),
@@ -61,14 +64,16 @@ def raw_payload(exp_json: str) -> bytes:
 
 
 def cases() -> list[dict[str, Any]]:
-    out = [case("valid token and binding", "allow")]
+    out = [case("valid token and binding", "ok")]
     # alg none and case variants, algorithms a secret must not enable
     for alg in ["none", "None", "NONE", "nOnE"]:
         unsigned = (
             b64url(json_bytes({"alg": alg})).decode() + "." + b64url(json_bytes(claims())).decode()
         )
-        out.append(case(f"alg {alg}, empty signature", "deny", unsigned + "."))
-        out.append(case(f"alg {alg}, HMAC signature", "deny", signed({"alg": alg}, claims())))
+        out.append(case(f"alg {alg}, empty signature", "token_malformed", unsigned + "."))
+        out.append(
+            case(f"alg {alg}, HMAC signature", "alg_not_allowed", signed({"alg": alg}, claims()))
+        )
     for alg, digest in [
         ("HS384", "sha384"),
         ("HS512", "sha512"),
@@ -82,14 +87,16 @@ def cases() -> list[dict[str, Any]]:
         out.append(
             case(
                 f"alg {alg!r} signed with the secret",
-                "deny",
+                "alg_not_allowed",
                 signed({"alg": alg}, claims(), digest=digest),
             )
         )
     odd_algs: list[Any] = [None, 256, ["HS256"], {"HS256": 1}, ""]
     for alg in odd_algs:
-        out.append(case(f"alg {json.dumps(alg)}", "deny", signed({"alg": alg}, claims())))
-    out.append(case("no alg", "deny", signed({"typ": "JWT"}, claims())))
+        out.append(
+            case(f"alg {json.dumps(alg)}", "alg_not_allowed", signed({"alg": alg}, claims()))
+        )
+    out.append(case("no alg", "alg_not_allowed", signed({"typ": "JWT"}, claims())))
     rsa_pem = (
         b"-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n"
         b"-----END PUBLIC KEY-----\n"
@@ -97,7 +104,7 @@ def cases() -> list[dict[str, Any]]:
     out.append(
         case(
             "alg confusion: HS256 keyed with a public key PEM",
-            "deny",
+            "signature_invalid",
             signed(HS256_HEADER, claims(), secret=rsa_pem),
         )
     )
@@ -105,94 +112,117 @@ def cases() -> list[dict[str, Any]]:
     head, payload, sig = VALID.split(".")
     sig_bytes = base64.urlsafe_b64decode(sig + "=")
     out += [
-        case("signature stripped (two segments)", "deny", f"{head}.{payload}"),
-        case("signature empty", "deny", f"{head}.{payload}."),
-        case("signature truncated", "deny", f"{head}.{payload}.{b64url(sig_bytes[:16]).decode()}"),
-        case("signature of another key", "deny", signed(HS256_HEADER, claims(), OTHER_SECRET)),
+        case("signature stripped (two segments)", "token_malformed", f"{head}.{payload}"),
+        case("signature empty", "token_malformed", f"{head}.{payload}."),
+        case(
+            "signature truncated",
+            "signature_invalid",
+            f"{head}.{payload}.{b64url(sig_bytes[:16]).decode()}",
+        ),
+        case(
+            "signature of another key",
+            "signature_invalid",
+            signed(HS256_HEADER, claims(), OTHER_SECRET),
+        ),
         case(
             "signature bit flipped",
-            "deny",
+            "signature_invalid",
             f"{head}.{payload}.{b64url(bytes([sig_bytes[0] ^ 1]) + sig_bytes[1:]).decode()}",
         ),
         case(
             "signature with non-canonical trailing bits",
-            "deny",
-            f"{head}.{payload}.{sig[:-1]}{'B' if sig[-1] == 'A' else 'A'}",
+            "token_malformed",
+            # Same bytes, other spelling: the last character's unused low bits set.
+            f"{head}.{payload}.{sig[:-1]}{ALPHABET[ALPHABET.index(sig[-1]) | 0b11]}",
         ),
-        case("signature doubled", "deny", f"{head}.{payload}.{sig}{sig}"),
+        case("signature doubled", "signature_invalid", f"{head}.{payload}.{sig}{sig}"),
         case(
             "signature of another payload",
-            "deny",
+            "signature_invalid",
             f"{head}.{b64url(json_bytes(claims(did='x'))).decode()}.{sig}",
         ),
     ]
     # exp
-    for label, exp_json in [
-        ("missing", None),
-        ("string", '"4102444800"'),
-        ("unicode-digit string", '"\\uff14102444800"'),
-        ("true", "true"),
-        ("false", "false"),
-        ("null", "null"),
-        ("list", "[4102444800]"),
-        ("object", '{"v":4102444800}'),
-        ("huge integer", "9" * 300),
-        ("1e400", "1e400"),
-        ("NaN", "NaN"),
-        ("Infinity", "Infinity"),
-        ("beyond year 9999", "253402300800"),
-        ("negative", "-1"),
-        ("zero", "0"),
-        ("past", str(PAST)),
-        ("past float", f"{PAST}.5"),
+    for label, exp_json, reason in [
+        ("missing", None, "claims_invalid"),
+        ("string", '"4102444800"', "claims_invalid"),
+        ("unicode-digit string", '"\\uff14102444800"', "claims_invalid"),
+        ("true", "true", "claims_invalid"),
+        ("false", "false", "claims_invalid"),
+        ("null", "null", "claims_invalid"),
+        ("list", "[4102444800]", "claims_invalid"),
+        ("object", '{"v":4102444800}', "claims_invalid"),
+        ("huge integer", "9" * 300, "claims_invalid"),
+        ("1e400", "1e400", "claims_invalid"),  # JSON reads it as infinity
+        ("NaN", "NaN", "token_malformed"),  # not JSON
+        ("Infinity", "Infinity", "token_malformed"),
+        ("beyond year 9999", "253402300800", "claims_invalid"),
+        ("negative", "-1", "expired"),
+        ("zero", "0", "expired"),
+        ("past", str(PAST), "expired"),
+        ("past float", f"{PAST}.5", "expired"),
     ]:
         payload_bytes = (
             b'{"pay":"' + pay_for(BINDING.encode()).encode() + b'"}'
             if exp_json is None
             else raw_payload(exp_json)
         )
-        out.append(case(f"exp {label}", "deny", signed(HS256_HEADER, payload_bytes)))
+        out.append(case(f"exp {label}", reason, signed(HS256_HEADER, payload_bytes)))
     out.append(
-        case("exp float in the future", "allow", signed(HS256_HEADER, claims(exp=FUTURE + 0.5)))
+        case("exp float in the future", "ok", signed(HS256_HEADER, claims(exp=FUTURE + 0.5)))
     )
-    out.append(case("nbf in the future", "deny", signed(HS256_HEADER, claims(nbf=FUTURE - 10))))
-    out.append(case("nbf in the past", "allow", signed(HS256_HEADER, claims(nbf=PAST))))
-    out.append(case("nbf a string", "deny", signed(HS256_HEADER, claims(nbf="0"))))
     out.append(
-        case("iat in the future is not checked", "allow", signed(HS256_HEADER, claims(iat=FUTURE)))
+        case("nbf in the future", "not_yet_valid", signed(HS256_HEADER, claims(nbf=FUTURE - 10)))
+    )
+    out.append(case("nbf in the past", "ok", signed(HS256_HEADER, claims(nbf=PAST))))
+    out.append(case("nbf a string", "claims_invalid", signed(HS256_HEADER, claims(nbf="0"))))
+    out.append(
+        case("iat in the future is not checked", "ok", signed(HS256_HEADER, claims(iat=FUTURE)))
     )
     # encodings and structure
     good_payload = json_bytes(claims())
     out += [
         case(
             "BOM before the header",
-            "deny",
+            "token_malformed",
             signed(b"\xef\xbb\xbf" + json_bytes(HS256_HEADER), claims()),
         ),
         case(
-            "BOM before the payload", "deny", signed(HS256_HEADER, b"\xef\xbb\xbf" + good_payload)
+            "BOM before the payload",
+            "token_malformed",
+            signed(HS256_HEADER, b"\xef\xbb\xbf" + good_payload),
         ),
-        case("UTF-16 header", "deny", signed(json.dumps(HS256_HEADER).encode("utf-16"), claims())),
+        case(
+            "UTF-16 header",
+            "token_malformed",
+            signed(json.dumps(HS256_HEADER).encode("utf-16"), claims()),
+        ),
         case(
             "UTF-16-LE payload",
-            "deny",
+            "token_malformed",
             signed(HS256_HEADER, json.dumps(claims()).encode("utf-16-le")),
         ),
-        case("UTF-32 header", "deny", signed(json.dumps(HS256_HEADER).encode("utf-32"), claims())),
         case(
-            "duplicate alg in the header", "deny", signed(b'{"alg":"none","alg":"HS256"}', claims())
+            "UTF-32 header",
+            "token_malformed",
+            signed(json.dumps(HS256_HEADER).encode("utf-32"), claims()),
+        ),
+        case(
+            "duplicate alg in the header",
+            "token_malformed",
+            signed(b'{"alg":"none","alg":"HS256"}', claims()),
         ),
         case(
             "duplicate exp in the payload",
-            "deny",
+            "token_malformed",
             signed(HS256_HEADER, raw_payload(f'{PAST},"exp":{FUTURE}')),
         ),
-        case("header is a list", "deny", signed(b"[]", claims())),
-        case("payload is a string", "deny", signed(HS256_HEADER, b'"x"')),
-        case("payload not JSON", "deny", signed(HS256_HEADER, b"{exp: 1}")),
+        case("header is a list", "token_malformed", signed(b"[]", claims())),
+        case("payload is a string", "token_malformed", signed(HS256_HEADER, b'"x"')),
+        case("payload not JSON", "token_malformed", signed(HS256_HEADER, b"{exp: 1}")),
         case(
             "invalid UTF-8 in the payload",
-            "deny",
+            "token_malformed",
             signed(HS256_HEADER, good_payload[:-1] + b',"x":"\xff"}'),
         ),
     ]
@@ -208,41 +238,48 @@ def cases() -> list[dict[str, Any]]:
         out.append(
             case(
                 f"header {parameter}={json.dumps(value)}",
-                "deny",
+                "token_malformed",
                 signed({**HS256_HEADER, parameter: value}, claims()),
             )
         )
-    out.append(case("kid not a string", "deny", signed({**HS256_HEADER, "kid": 7}, claims())))
+    out.append(
+        case("kid not a string", "token_malformed", signed({**HS256_HEADER, "kid": 7}, claims()))
+    )
     for index in range(3):
         parts = VALID.split(".")
         parts[index] += "="
-        out.append(case(f"padded segment {index}", "deny", ".".join(parts)))
+        out.append(case(f"padded segment {index}", "token_malformed", ".".join(parts)))
         parts = VALID.split(".")
         parts[index] = parts[index][:4] + "+" + parts[index][5:]
-        out.append(case(f"'+' in segment {index}", "deny", ".".join(parts)))
+        out.append(case(f"'+' in segment {index}", "token_malformed", ".".join(parts)))
     out += [
-        case("five segments", "deny", VALID + "." + VALID.split(".")[1] + ".x"),
-        case("four segments", "deny", VALID + ".x"),
-        case("one segment", "deny", VALID.replace(".", "")),
-        case("empty token", "deny", ""),
-        case("token of spaces", "deny", "   "),
+        case("five segments", "token_malformed", VALID + "." + VALID.split(".")[1] + ".x"),
+        case("four segments", "token_malformed", VALID + ".x"),
+        case("one segment", "token_malformed", VALID.replace(".", "")),
+        case("empty token", "token_missing", ""),
         case(
-            "leading space",
-            "deny",
-            " " + VALID,
-            expect_through_nginx="allow",
+            "token of spaces",
+            "token_malformed",
+            "   ",
+            reason_through_nginx="token_missing",
             why="HTTP strips whitespace around a field value (RFC 9110 5.5)",
         ),
-        case("tab inside", "deny", VALID[:10] + "\t" + VALID[10:]),
-        case("Bearer prefix in the token header", "deny", "Bearer " + VALID),
-        case("token in quotes", "deny", f'"{VALID}"'),
-        case("no token header", "deny", None),
-        case("4 KB token", "deny", signed(HS256_HEADER, claims(filler="x" * 3000))),
-        case("8 KB token", "deny", signed(HS256_HEADER, claims(filler="x" * 6000))),
-        case("64 KB token", "deny", "a" * 65_000),
         case(
-            "token just under 4096 bytes", "allow", signed(HS256_HEADER, claims(filler="x" * 2800))
+            "leading space",
+            "token_malformed",
+            " " + VALID,
+            expect_through_nginx="allow",
+            reason_through_nginx="ok",
+            why="HTTP strips whitespace around a field value (RFC 9110 5.5)",
         ),
+        case("tab inside", "token_malformed", VALID[:10] + "\t" + VALID[10:]),
+        case("Bearer prefix in the token header", "token_malformed", "Bearer " + VALID),
+        case("token in quotes", "token_malformed", f'"{VALID}"'),
+        case("no token header", "token_missing", None),
+        case("4 KB token", "token_too_long", signed(HS256_HEADER, claims(filler="x" * 3000))),
+        case("8 KB token", "token_too_long", signed(HS256_HEADER, claims(filler="x" * 6000))),
+        case("64 KB token", "token_too_long", "a" * 65_000),
+        case("token just under 4096 bytes", "ok", signed(HS256_HEADER, claims(filler="x" * 2800))),
     ]
     # non-ASCII and control bytes in every header involved
     for label, value in [
@@ -254,47 +291,72 @@ def cases() -> list[dict[str, Any]]:
         ("0x7f", "\u007f"),
         ("NUL", "\u0000"),
     ]:
-        out.append(case(f"{label} inside the token", "deny", VALID[:20] + value + VALID[20:]))
-        out.append(
-            case(
-                f"{label} inside Authorization",
-                "deny",
-                authorization=False,
-                extra_headers=[["Authorization", BINDING + value]],
-            )
-        )
-        # nginx replaces a client's X-Request-ID with its own; NUL it refuses itself (400).
-        nul = {"expect_through_nginx": "deny", "why": "nginx refuses NUL (400)"}
-        out.append(
-            case(
-                f"{label} in X-Request-ID, valid token",
-                "allow",
-                extra_headers=[["X-Request-ID", "id" + value]],
-                **(nul if label == "NUL" else {}),
-            )
-        )
-        # Any other header reaches authsvc, whose HTTP layer refuses control bytes (400).
+        # Control bytes: authsvc's HTTP layer answers 400 before any decision (nginx's include
+        # makes it a 401, and logs no reason).
         control = label in {"0x01", "0x1f", "0x7f", "NUL"}
         refused = {
-            "expect_through_nginx": "deny",
+            "reason_through_nginx": "",
             "why": "control bytes: authsvc's HTTP layer answers 400, nginx's include makes it 401",
         }
         out.append(
             case(
-                f"{label} in another header, valid token",
-                "allow",
-                extra_headers=[["X-Client-Note", "note" + value]],
+                f"{label} inside the token",
+                "token_malformed",
+                VALID[:20] + value + VALID[20:],
                 **(refused if control else {}),
+            )
+        )
+        out.append(
+            case(
+                f"{label} inside Authorization",
+                "binding_mismatch",
+                authorization=False,
+                extra_headers=[["Authorization", BINDING + value]],
+                **(refused if control else {}),
+            )
+        )
+        # nginx replaces a client's X-Request-ID with its own; NUL it refuses itself (400).
+        nul = {
+            "expect_through_nginx": "deny",
+            "why": "nginx refuses NUL (400)",
+        }
+        out.append(
+            case(
+                f"{label} in X-Request-ID, valid token",
+                "ok",
+                extra_headers=[["X-Request-ID", "id" + value]],
+                **(nul if label == "NUL" else {}),
+            )
+        )
+        # Any other header reaches authsvc too, whose HTTP layer refuses control bytes (400).
+        out.append(
+            case(
+                f"{label} in another header, valid token",
+                "ok",
+                extra_headers=[["X-Client-Note", "note" + value]],
+                **({**refused, "expect_through_nginx": "deny"} if control else {}),
             )
         )
     # repeated headers
     out += [
-        case("token header twice, same value", "deny", extra_headers=[["Approov-Token", VALID]]),
-        case("token header twice, second empty", "deny", extra_headers=[["Approov-Token", ""]]),
-        case("token header twice, second invalid", "deny", extra_headers=[["Approov-Token", "x"]]),
+        case(
+            "token header twice, same value",
+            "token_duplicated",
+            extra_headers=[["Approov-Token", VALID]],
+        ),
+        case(
+            "token header twice, second empty",
+            "token_duplicated",
+            extra_headers=[["Approov-Token", ""]],
+        ),
+        case(
+            "token header twice, second invalid",
+            "token_duplicated",
+            extra_headers=[["Approov-Token", "x"]],
+        ),
         case(
             "Authorization twice, different",
-            "deny",
+            "binding_header_duplicated",
             extra_headers=[["Authorization", "Bearer other"]],
         ),
     ]
@@ -303,37 +365,37 @@ def cases() -> list[dict[str, Any]]:
     out += [
         case(
             "binding mismatch",
-            "deny",
+            "binding_mismatch",
             authorization=False,
             extra_headers=[["Authorization", "Bearer other"]],
         ),
-        case("binding header missing", "deny", authorization=False),
+        case("binding header missing", "binding_header_missing", authorization=False),
         case(
             "binding header empty",
-            "deny",
+            "binding_header_missing",
             authorization=False,
             extra_headers=[["Authorization", ""]],
         ),
-        case("pay missing", "deny", signed(HS256_HEADER, {"exp": FUTURE})),
+        case("pay missing", "binding_missing", signed(HS256_HEADER, {"exp": FUTURE})),
         case(
             "pay in url-safe base64",
-            "deny",
+            "binding_mismatch",
             signed(HS256_HEADER, claims(pay=pay.replace("+", "-").replace("/", "_"))),
         ),
-        case("pay unpadded", "deny", signed(HS256_HEADER, claims(pay=pay.rstrip("=")))),
+        case("pay unpadded", "binding_mismatch", signed(HS256_HEADER, claims(pay=pay.rstrip("=")))),
         case(
             "pay of the bearer credential only",
-            "deny",
+            "binding_mismatch",
             signed(HS256_HEADER, claims(pay=pay_for(b"corpus-user"))),
         ),
         case(
             "pay hex",
-            "deny",
+            "binding_mismatch",
             signed(HS256_HEADER, claims(pay=hashlib.sha256(BINDING.encode()).hexdigest())),
         ),
-        case("pay null", "deny", signed(HS256_HEADER, claims(pay=None))),
-        case("pay a number", "deny", signed(HS256_HEADER, claims(pay=1))),
-        case("pay non-ASCII", "deny", signed(HS256_HEADER, claims(pay="\u00e9" * 44))),
+        case("pay null", "binding_mismatch", signed(HS256_HEADER, claims(pay=None))),
+        case("pay a number", "binding_mismatch", signed(HS256_HEADER, claims(pay=1))),
+        case("pay non-ASCII", "binding_mismatch", signed(HS256_HEADER, claims(pay="\u00e9" * 44))),
     ]
     # every method, with a body and with a Content-Length but no body
     for method in METHODS:
@@ -341,7 +403,7 @@ def cases() -> list[dict[str, Any]]:
             out.append(
                 case(
                     f"{method} with a body, valid",
-                    "allow",
+                    "ok",
                     method=method,
                     body=base64.b64encode(b"a body " * 100).decode(),
                 )
@@ -349,7 +411,7 @@ def cases() -> list[dict[str, Any]]:
             out.append(
                 case(
                     f"{method} with a body, invalid",
-                    "deny",
+                    "token_malformed",
                     "x",
                     method=method,
                     body=base64.b64encode(b"a body").decode(),
@@ -358,13 +420,13 @@ def cases() -> list[dict[str, Any]]:
         out.append(
             case(
                 f"{method} with a Content-Length but no body, invalid",
-                "deny",
+                "token_malformed",
                 "x",
                 method=method,
                 content_length_without_body=1000,
             )
         )
-        out.append(case(f"{method}, valid, no body", "allow", method=method))
+        out.append(case(f"{method}, valid, no body", "ok", method=method))
     return out
 
 

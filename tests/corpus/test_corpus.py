@@ -1,6 +1,7 @@
 """The hostile-input corpus (cases.json), against the app and through nginx.
 
-Every case gets the outcome it names (allow / deny), never a 5xx, within 2 seconds.
+Every case gets the reason code it names (`ok`: allowed), never a 5xx, within 2 seconds;
+through nginx, the reason is read from nginx's access log.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 from authsvc.app import create_app
 from authsvc.config import Settings
 from authsvc.decisionlog import DecisionLog
-from tests.asgi import answer_status
+from tests.asgi import answer
 from tests.e2e.servers import Stack
 from tests.tokens import DUMMY_SECRET
 
@@ -39,8 +40,8 @@ def body_of(case: dict[str, Any]) -> bytes:
 
 @pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
 def test_case_against_the_app(case: dict[str, Any]) -> None:
-    status = asyncio.run(answer_status(APP, header_pairs(case), case["method"], body=body_of(case)))
-    assert status == (204 if case["expect"] == "allow" else 401)
+    got = asyncio.run(answer(APP, header_pairs(case), case["method"], body=body_of(case)))
+    assert (got.status, got.reason) == (204 if case["reason"] == "ok" else 401, case["reason"])
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +51,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running.stop()
 
 
-def nginx_status(port: int, case: dict[str, Any]) -> int | None:
+def nginx_status(port: int, case: dict[str, Any], target: str) -> int | None:
     body = body_of(case)
     length = len(body) or case["content_length_without_body"]
-    lines = [f"{case['method']} /api/corpus HTTP/1.1".encode(), b"Host: 127.0.0.1"]
+    lines = [f"{case['method']} {target} HTTP/1.1".encode(), b"Host: 127.0.0.1"]
     lines += [name + b": " + value for name, value in header_pairs(case)]
     if length:
         lines.append(b"Content-Length: %d" % length)
@@ -69,13 +70,25 @@ def nginx_status(port: int, case: dict[str, Any]) -> int | None:
     return int(received.split(b" ", 2)[1])
 
 
+def reason_logged(stack: Stack, target: str) -> str:
+    """The `approov=` field of nginx's access log line for the request to `target`."""
+    deadline = time.monotonic() + LIMIT_SECONDS
+    while True:
+        for line in stack.nginx.access_log().splitlines():
+            if f" {target} HTTP/1.1" in line:
+                return line.split(" approov=", 1)[1].split(" ", 1)[0]
+        assert time.monotonic() < deadline, f"no access log line for {target}"
+        time.sleep(0.02)
+
+
 @pytest.mark.e2e
 @pytest.mark.usefixtures("nginx_available")
 @pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
 def test_case_through_nginx(stack: Stack, case: dict[str, Any]) -> None:
     before = stack.backend_requests()
+    target = f"/api/corpus?case={CASES.index(case)}"
     started = time.monotonic()
-    status = nginx_status(stack.nginx.ports.nginx, case)
+    status = nginx_status(stack.nginx.ports.nginx, case, target)
     assert time.monotonic() - started < LIMIT_SECONDS
     assert status is not None, "connection closed without an answer"
     assert status < 500, status
@@ -86,3 +99,5 @@ def test_case_through_nginx(stack: Stack, case: dict[str, Any]) -> None:
     else:
         assert 400 <= status < 500
         assert stack.backend_requests() == before
+    if status != 400:  # a 400 is nginx's own refusal: it writes no log line for the target
+        assert reason_logged(stack, target) == case.get("reason_through_nginx", case["reason"])

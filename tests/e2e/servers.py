@@ -109,6 +109,16 @@ class Authsvc(Process):
         self.launch(self._argv, self.env, ready)
         return self
 
+    def stop(self) -> None:
+        """Stop it, and fail if it hit an internal error: a crash must not pass for a deny."""
+        super().stop()
+        crashes = [line for line in self.log_text().splitlines() if _is_internal_error(line)]
+        assert not crashes, f"authsvc on port {self.port} hit internal errors: {crashes[:3]}"
+
+
+def _is_internal_error(line: str) -> bool:
+    return '"reason": "internal_error"' in line or "answered but not recorded" in line
+
 
 class Backend(Process):
     """The demo backend, which counts the requests that reach it."""

@@ -15,6 +15,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from authsvc.keys import fetch_jwks, fetch_url
 from tests.e2e.servers import Authsvc
 
 pytestmark = pytest.mark.e2e
@@ -25,10 +26,17 @@ class JwksServer:
 
     def __init__(self) -> None:
         self.document: bytes | None = None
+        self.redirects: dict[str, str] = {}  # path -> Location
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                if self.path in server.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", server.redirects[self.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 body = server.document
                 self.send_response(200 if body is not None else 503)
                 self.send_header("Content-Length", str(len(body or b"")))
@@ -39,7 +47,8 @@ class JwksServer:
                 """Quiet."""
 
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.http.server_address[1]}/jwks.json"
+        self.origin = f"http://127.0.0.1:{self.http.server_address[1]}"
+        self.url = f"{self.origin}/jwks.json"
         threading.Thread(target=self.http.serve_forever, daemon=True).start()
 
     def publish(self, key: ec.EllipticCurvePrivateKey, kid: str) -> None:
@@ -104,3 +113,34 @@ def test_unready_and_denying_until_the_jwks_url_answers(jwks: JwksServer, tmp_pa
         assert status(f"{server.url}/auth-binding-off", es256_token(key, "k1")) == (204, "ok")
     finally:
         server.stop()
+
+
+def test_jwks_url_follows_a_redirect_within_its_origin(jwks: JwksServer) -> None:
+    jwks.publish(ec.generate_private_key(ec.SECP256R1()), "k1")
+    jwks.redirects["/moved"] = "/jwks.json"
+    keys = fetch_jwks(f"{jwks.origin}/moved", 2, fetch_url)
+    assert [key.kid for key in keys or []] == ["k1"]
+
+
+@pytest.mark.parametrize("elsewhere", ["another port", "another host"])
+def test_jwks_url_refuses_a_redirect_to_another_origin(
+    jwks: JwksServer, elsewhere: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whoever answers the redirect would choose the keys every token is checked with."""
+    attacker = JwksServer()
+    try:
+        attacker.publish(ec.generate_private_key(ec.SECP256R1()), "attacker")
+        port = attacker.http.server_address[1]
+        target = (
+            attacker.url if elsewhere == "another port" else f"http://localhost:{port}/jwks.json"
+        )
+        jwks.redirects["/jwks.json"] = target
+        assert fetch_jwks(jwks.url, 2, fetch_url) is None
+        assert "redirect to another origin refused" in caplog.text
+    finally:
+        attacker.close()
+
+
+def test_jwks_document_over_1_mib_is_refused(jwks: JwksServer) -> None:
+    jwks.document = b'{"keys": []}' + b" " * (1 << 20)
+    assert fetch_jwks(jwks.url, 2, fetch_url) is None

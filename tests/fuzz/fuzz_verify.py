@@ -19,7 +19,7 @@ with atheris.instrument_imports():
     from authsvc.credentials import Credentials
     from authsvc.decisionlog import DecisionLog
     from authsvc.verify import Reason, Verifier
-    from tests.asgi import answer_status
+    from tests.asgi import answer
     from tests.tokens import DUMMY_SECRET, bound_token
 
 VERIFIER = Verifier.with_secret(DUMMY_SECRET)
@@ -44,9 +44,9 @@ def one_input(data: bytes) -> None:
     if verdict.reason is Reason.INTERNAL_ERROR:
         raise RuntimeError("internal error")
     headers = [(b"approov-token", token_bytes), (b"authorization", binding)]
-    status = asyncio.run(answer_status(APP, headers))
-    if status not in (204, 401):
-        raise RuntimeError(f"status {status}")
+    got = asyncio.run(answer(APP, headers))
+    if (got.status, got.reason) != (204 if verdict.allowed else 401, verdict.reason.value):
+        raise RuntimeError(f"the app answered {got}, the verifier said {verdict.reason}")
 
 
 def main() -> None:

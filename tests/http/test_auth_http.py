@@ -18,7 +18,15 @@ from authsvc.decisionlog import DecisionLog
 from authsvc.keys import KeySource
 from authsvc.metrics import Metrics
 from authsvc.verify import Verdict, Verifier
-from tests.tokens import DUMMY_SECRET, DUMMY_SECRET_B64, OTHER_SECRET, bound_token, token
+from tests.tokens import (
+    DUMMY_SECRET,
+    DUMMY_SECRET_B64,
+    HS256_HEADER,
+    OTHER_SECRET,
+    bound_token,
+    sign,
+    token,
+)
 
 AUTHORIZATION = "Bearer abc"
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "PROPFIND", "FOO"]
@@ -328,7 +336,10 @@ class ExplodingVerifier(Verifier):
         raise ZeroDivisionError(credentials.tokens[0].decode())
 
 
-def test_unexpected_error_in_verification_is_a_logged_deny_not_a_500() -> None:
+@pytest.mark.internal_error
+def test_unexpected_error_in_verification_is_a_logged_deny_not_a_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     service = Service(verifier=ExplodingVerifier.with_secret(DUMMY_SECRET))
     tok = valid()
     result = service.auth(tok)
@@ -336,6 +347,42 @@ def test_unexpected_error_in_verification_is_a_logged_deny_not_a_500() -> None:
     (line,) = service.lines()
     assert line["error"] == "ZeroDivisionError"
     assert tok not in service.log.getvalue()
+    # The error log says what and where, never the exception's message (here: the token).
+    assert "ZeroDivisionError at " in caplog.text
+    assert tok[:20] not in caplog.text
+
+
+class ExplodingLog(DecisionLog):
+    def record(self, verdict: Verdict, **fields: Any) -> None:
+        raise OverflowError("a claim value the log could not format")
+
+
+@pytest.mark.internal_error
+@pytest.mark.parametrize(
+    ("tok", "expected"),
+    [(valid(), (204, "ok")), (None, (401, "token_missing")), ("x", (401, "token_malformed"))],
+)
+def test_nothing_after_the_verdict_changes_the_answer(
+    tok: str | None, expected: tuple[int, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings(secret=DUMMY_SECRET)
+    client = falcon.testing.TestClient(create_app(settings, decision_log=ExplodingLog()))
+    headers = {"Authorization": AUTHORIZATION, **({"Approov-Token": tok} if tok else {})}
+    result = client.simulate_get("/auth", headers=headers)
+    assert (result.status_code, result.headers["X-Approov-Reason"]) == expected
+    assert "answered but not recorded: OverflowError at " in caplog.text
+
+
+@pytest.mark.parametrize("exp", [10**400, -(10**400), 10**300 + 0.5])
+def test_a_token_with_an_exp_no_date_can_hold_is_claims_invalid_and_logged(
+    service: Service, exp: float
+) -> None:
+    """Found by a hostile-input sweep: a 400-digit exp made the decision log raise (500)."""
+    tok = sign(HS256_HEADER, json.dumps({"exp": exp, "did": "d"}).encode())
+    result = service.auth(tok)
+    assert (result.status_code, result.headers["X-Approov-Reason"]) == (401, "claims_invalid")
+    (line,) = service.lines()
+    assert (line["reason"], "exp" in line) == ("claims_invalid", False)
 
 
 @pytest.mark.parametrize(

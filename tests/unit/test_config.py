@@ -177,3 +177,34 @@ def test_secret_never_appears_in_repr_or_summary() -> None:
     assert DUMMY_SECRET_B64.rstrip("=")[:16] not in shown
     assert repr(DUMMY_SECRET)[2:20] not in shown
     assert settings.summary().startswith("ok: keys=secret(64 bytes, sha256:")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://keys.example/jwks.json",
+        "http://127.0.0.1:8080/jwks.json",
+        "http://127.5.0.1/jwks.json",
+        "http://localhost/jwks.json",
+        "http://[::1]:9/jwks.json",
+    ],
+)
+def test_jwks_url_is_https_or_plain_http_to_loopback(url: str) -> None:
+    assert Settings.from_env({**BASE, "APPROOV_JWKS_URL": url}).jwks_url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("http://keys.example/jwks.json", "plain http"),
+        ("http://10.0.0.5/jwks.json", "plain http"),
+        ("http://127.0.0.1.example/jwks.json", "plain http"),
+        ("ftp://keys.example/jwks.json", "not an https URL"),
+        ("https:///jwks.json", "not an https URL"),
+    ],
+)
+def test_jwks_url_over_plain_http_elsewhere_is_refused(url: str, says: str) -> None:
+    """Anyone on the path of a plain-http fetch could inject keys."""
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({**BASE, "APPROOV_JWKS_URL": url})
+    assert says in str(error.value)
