@@ -1,4 +1,4 @@
-"""Command line: serve, check-config, explain, token.
+"""Command line: serve, check-config, check-nginx, explain, token.
 
 Exit codes: 0 success (for explain: the token would be allowed), 1 configuration error or a
 refused command, 2 usage error, 3 explain: the token would be denied.
@@ -15,11 +15,19 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from authsvc.config import PUBLIC_DUMMY_SECRET_B64, BindingMode, ConfigError, Settings
+from authsvc.config import (
+    DEFAULT_BINDING_HEADERS,
+    DEFAULT_TOKEN_HEADER,
+    PUBLIC_DUMMY_SECRET_B64,
+    BindingMode,
+    ConfigError,
+    Settings,
+)
 from authsvc.devtoken import mint, parse_duration
 from authsvc.environment import load_environment
 from authsvc.explain import explain
 from authsvc.keys import KeySource
+from authsvc.nginxcheck import ConfigFiles, ConfigUnreadable, check, nginx_dump
 from authsvc.server import DEFAULT_GRACEFUL_TIMEOUT, LOG_LEVELS, ServeOptions, serve
 from authsvc.verify import Decision, Verifier
 
@@ -129,6 +137,24 @@ def _parser() -> argparse.ArgumentParser:
         help="binding policy to check with (default: APPROOV_TOKEN_BINDING)",
     )
 
+    nginx_cmd = commands.add_parser(
+        "check-nginx",
+        help="find the traps in an nginx config that uses the authsvc include",
+        description="Read an nginx config (its includes followed, as nginx would) or a saved"
+        " `nginx -T` dump; without PATH, run `nginx -T` (and check nginx has auth_request)."
+        " Print each finding as FILE:LINE: what to change. Exit 0 clean, 1 findings.",
+    )
+    nginx_cmd.add_argument("path", nargs="?", type=Path, help="nginx.conf, or an `nginx -T` dump")
+    nginx_cmd.add_argument(
+        "--token-header",
+        help="the token header's name (default: APPROOV_TOKEN_HEADER, else Approov-Token)",
+    )
+    nginx_cmd.add_argument(
+        "--binding-header",
+        help="the binding header(s), comma-separated (default: APPROOV_TOKEN_BINDING_HEADER,"
+        " else Authorization)",
+    )
+
     token_cmd = commands.add_parser(
         "token",
         help="mint a test token with the configured HS256 secret",
@@ -150,8 +176,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    environ = load_environment() if env is None else env
+    if args.command == "check-nginx":  # needs no key: it reads nginx's config, not tokens
+        return _check_nginx(args, environ)
     try:
-        settings = Settings.from_env(load_environment() if env is None else env)
+        settings = Settings.from_env(environ)
         keys = KeySource.from_settings(settings)
         if args.command == "check-config" and not keys.ready:
             raise ConfigError([f"APPROOV_JWKS_URL: {settings.jwks_url} could not be loaded"])
@@ -207,4 +236,30 @@ def _token(args: argparse.Namespace, keys: KeySource) -> int:
         )
         return EXIT_REFUSED
     print(mint(secret, lifetime_seconds=args.expires, binding=args.binding, did=args.did))
+    return 0
+
+
+def _check_nginx(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    token_header = args.token_header or env.get("APPROOV_TOKEN_HEADER") or DEFAULT_TOKEN_HEADER
+    binding = args.binding_header or env.get("APPROOV_TOKEN_BINDING_HEADER")
+    binding_headers = (
+        [h.strip() for h in binding.split(",")] if binding else DEFAULT_BINDING_HEADERS
+    )
+    try:
+        if args.path is None:
+            dump, findings = nginx_dump()
+            files = ConfigFiles.from_dump(dump)
+        else:
+            findings, files = [], ConfigFiles.from_path(args.path)
+        findings += check(files.parse(), token_header, binding_headers)
+    except ConfigUnreadable as error:
+        print(f"authsvc: {error}", file=sys.stderr)
+        return EXIT_REFUSED
+    for finding in findings:
+        print(finding)
+    if findings:
+        count = len(findings)
+        print(f"{count} finding{'s' if count != 1 else ''}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"ok: no traps found in {files.main} and its includes")
     return 0

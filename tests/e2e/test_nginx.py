@@ -424,3 +424,41 @@ def test_an_auth_uri_the_include_does_not_define_fails_closed(tmp_path: Path) ->
     finally:
         proxy.stop()
         backend.stop()
+
+
+HSTS_SITE = """
+    server {{
+        listen 127.0.0.1:{port};
+        add_header Strict-Transport-Security "max-age=63072000" always;
+        include snippets/approov.conf;
+        location / {{
+            proxy_set_header X-Approov-Did $approov_did;
+            proxy_pass http://127.0.0.1:{backend};
+        }}
+    }}
+"""
+
+
+def test_server_level_headers_survive_on_the_401_and_the_503(tmp_path: Path) -> None:
+    """An add_header in the include's error locations would drop the server's (HSTS, CORS)."""
+    backend = Backend(tmp_path).start()
+    authsvc = Authsvc(tmp_path).start()
+    port = free_port()
+    site = HSTS_SITE.format(port=port, backend=backend.port)
+    proxy = Nginx(tmp_path / "nginx", nginx.Ports(free_port(), authsvc.port, backend.port), site)
+    proxy.start()
+    try:
+        denied = send(port, "GET", "/api/x", approov("not-a-token"))
+        assert (denied.status, denied.headers["Strict-Transport-Security"]) == (
+            401,
+            "max-age=63072000",
+        )
+        assert "Retry-After" not in denied.headers
+        authsvc.stop()
+        down = send(port, "GET", "/api/x", approov())
+        assert (down.status, down.headers["Retry-After"]) == (503, "5")
+        assert down.headers["Strict-Transport-Security"] == "max-age=63072000"
+    finally:
+        proxy.stop()
+        authsvc.stop()
+        backend.stop()
