@@ -271,30 +271,22 @@ def backend_requests(backend: Backend) -> int:
     return count
 
 
-class Stack:
-    """backend + authsvc + nginx (example site and an ingress-shaped site)."""
+class ProxiedStack:
+    """A counting backend and authsvc behind a proxy whose clients connect to `port`."""
 
-    def __init__(self, root: Path, auth_cache: bool = False, **authsvc_options: Any) -> None:
-        self.backend = Backend(root)
-        self.authsvc = Authsvc(root, **authsvc_options)
-        self.ingress_port = free_port()
-        ports = nginx.Ports(free_port(), self.authsvc.port, self.backend.port)
-        site = INGRESS_SITE.format(
-            port=self.ingress_port,
-            auth_host=INGRESS_AUTH_HOST,
-            authsvc=self.authsvc.port,
-            backend=self.backend.port,
-        )
-        self.nginx = Nginx(root / "nginx", ports, site, auth_cache)
+    def __init__(
+        self, backend: Backend, authsvc: Authsvc, proxy: Nginx | GatewayProxy, port: int
+    ) -> None:
+        self.backend, self.authsvc, self.proxy, self.port = backend, authsvc, proxy, port
         try:
-            for process in (self.backend, self.authsvc, self.nginx):
+            for process in (backend, authsvc, proxy):
                 process.start()
         except BaseException:
             self.stop()  # what started must not outlive a failed start
             raise
 
     def client(self, port: int | None = None) -> Client:
-        return Client(port or self.nginx.ports.nginx)
+        return Client(port or self.port)
 
     def send(
         self,
@@ -304,42 +296,7 @@ class Stack:
         body: bytes | None = None,
         port: int | None = None,
     ) -> Reply:
-        return send(port or self.nginx.ports.nginx, method, path, headers, body)
-
-    def backend_requests(self) -> int:
-        return backend_requests(self.backend)
-
-    def stop(self) -> None:
-        for process in (self.nginx, self.authsvc, self.backend):
-            process.stop()
-
-
-class GatewayStack:
-    """backend + authsvc (shipped defaults) + Envoy or Caddy with its shipped file."""
-
-    def __init__(self, gateway: Gateway, root: Path) -> None:
-        self.backend = Backend(root)
-        self.authsvc = Authsvc(root)
-        ports = nginx.Ports(free_port(), self.authsvc.port, self.backend.port)
-        self.proxy = GatewayProxy(gateway, root / gateway.name, ports)
-        try:
-            for process in (self.backend, self.authsvc, self.proxy):
-                process.start()
-        except BaseException:
-            self.stop()  # what started must not outlive a failed start
-            raise
-
-    def client(self) -> Client:
-        return Client(self.proxy.port)
-
-    def send(
-        self,
-        method: str,
-        path: str,
-        headers: dict[str, str] | None = None,
-        body: bytes | None = None,
-    ) -> Reply:
-        return send(self.proxy.port, method, path, headers, body)
+        return send(port or self.port, method, path, headers, body)
 
     def backend_requests(self) -> int:
         return backend_requests(self.backend)
@@ -347,3 +304,32 @@ class GatewayStack:
     def stop(self) -> None:
         for process in (self.proxy, self.authsvc, self.backend):
             process.stop()
+
+
+class Stack(ProxiedStack):
+    """backend + authsvc + nginx (example site and an ingress-shaped site)."""
+
+    def __init__(self, root: Path, auth_cache: bool = False, **authsvc_options: Any) -> None:
+        backend = Backend(root)
+        authsvc = Authsvc(root, **authsvc_options)
+        self.ingress_port = free_port()
+        ports = nginx.Ports(free_port(), authsvc.port, backend.port)
+        site = INGRESS_SITE.format(
+            port=self.ingress_port,
+            auth_host=INGRESS_AUTH_HOST,
+            authsvc=authsvc.port,
+            backend=backend.port,
+        )
+        self.nginx = Nginx(root / "nginx", ports, site, auth_cache)
+        super().__init__(backend, authsvc, self.nginx, ports.nginx)
+
+
+class GatewayStack(ProxiedStack):
+    """backend + authsvc (shipped defaults) + Envoy or Caddy with its shipped file."""
+
+    def __init__(self, gateway: Gateway, root: Path) -> None:
+        backend, authsvc = Backend(root), Authsvc(root)
+        ports = nginx.Ports(free_port(), authsvc.port, backend.port)
+        super().__init__(
+            backend, authsvc, GatewayProxy(gateway, root / gateway.name, ports), ports.nginx
+        )

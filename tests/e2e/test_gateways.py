@@ -15,13 +15,12 @@ import pytest
 
 from demo.gateways import GATEWAYS
 from tests.conftest import gateway_available
+from tests.e2e.app_requests import AUTHORIZATION, METHODS, approov, valid_token
 from tests.e2e.servers import Authsvc, GatewayStack
 from tests.tokens import OTHER_SECRET, b64url, bound_token, json_bytes, token
 
 pytestmark = pytest.mark.e2e
 
-AUTHORIZATION = "Bearer user-session-1"
-METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # What each gateway answers when authsvc cannot be reached: Envoy as the shipped file chooses
 # (status_on_error), Caddy as forward_auth does.
 UNAVAILABLE = {"envoy": 503, "caddy": 502}
@@ -39,18 +38,6 @@ def stack(gateway: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ga
     running = GatewayStack(GATEWAYS[gateway], tmp_path_factory.mktemp(gateway))
     yield running
     running.stop()
-
-
-def approov(tok: str | None = None, authorization: str | None = AUTHORIZATION) -> dict[str, str]:
-    """Headers of an app call: a token bound to `authorization` unless one is given."""
-    headers = {"Approov-Token": tok if tok is not None else valid_token()}
-    if authorization is not None:
-        headers["Authorization"] = authorization
-    return headers
-
-
-def valid_token(**claims: Any) -> str:
-    return bound_token(AUTHORIZATION.encode(), **{"did": "device-42", **claims})
 
 
 def unsigned_token() -> str:

@@ -14,19 +14,17 @@ from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from demo import nginx
 from demo.processes import free_port
+from tests.e2e.app_requests import AUTHORIZATION, METHODS, approov
 from tests.e2e.servers import Authsvc, Backend, Nginx, Stack, backend_requests, send
 from tests.tokens import OTHER_SECRET, bound_token, token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("nginx_available")]
 
-AUTHORIZATION = "Bearer user-session-1"
-METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 SHIPPED = Path(__file__).resolve().parents[2] / "nginx"
 
 
@@ -35,18 +33,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running = Stack(tmp_path_factory.mktemp("stack"))
     yield running
     running.stop()
-
-
-def approov(tok: str | None = None, authorization: str | None = AUTHORIZATION) -> dict[str, str]:
-    """Headers of an app call: a token bound to `authorization` unless one is given."""
-    headers = {"Approov-Token": tok if tok is not None else valid_token()}
-    if authorization is not None:
-        headers["Authorization"] = authorization
-    return headers
-
-
-def valid_token(**claims: Any) -> str:
-    return bound_token(AUTHORIZATION.encode(), **{"did": "device-42", **claims})
 
 
 # --- static checks of every shipped file -----------------------------------------------------
