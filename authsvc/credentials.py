@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
-    """The token and binding headers of one request, exactly as received."""
+    """The token and binding headers of one request, as received but for the surrounding
+    whitespace that is not part of a field value."""
 
     tokens: tuple[bytes, ...]
     """Every copy of the token header, in order (several copies are a deny)."""
@@ -16,6 +17,9 @@ class Credentials:
     """The binding headers' values concatenated in the configured order; None if one is absent."""
     binding_conflict: bool = False
     """A binding header came more than once with different values."""
+
+
+_OPTIONAL_WHITESPACE = b" \t"
 
 
 class CredentialReader:
@@ -36,9 +40,12 @@ class CredentialReader:
     def read(self, headers: Iterable[tuple[bytes, bytes]]) -> Credentials:
         tokens: list[bytes] = []
         binding_copies: dict[bytes, set[bytes]] = {}
-        for name, value in headers:
+        for name, raw in headers:
             if name not in self._wanted:
                 continue
+            # RFC 9110 5.5: whitespace around a field value is not part of it. gunicorn's parser
+            # trimmed it, httptools keeps trailing whitespace: read it the same whatever runs.
+            value = raw.strip(_OPTIONAL_WHITESPACE)
             if name == self._token_name:
                 tokens.append(value)
             elif value:  # an empty binding header counts as absent

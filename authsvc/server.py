@@ -1,4 +1,4 @@
-"""The production server: gunicorn with its native asyncio (ASGI) worker, tuned for auth_request."""
+"""The production server: gunicorn managing uvicorn workers (authsvc.worker), tuned for checks."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from authsvc.config import ConfigError, Settings
 from authsvc.environment import load_environment
 from authsvc.keys import KeySource
 from authsvc.metrics import MULTIPROCESS_DIR_VARIABLE
+from authsvc.worker import AuthWorker
 
 log = logging.getLogger("gunicorn.error")
 
@@ -26,17 +27,14 @@ DEFAULT_GRACEFUL_TIMEOUT = 30
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 DEFAULT_OPTIONS: Mapping[str, Any] = {
-    # Measured: the asyncio worker (with uvloop) serves ~3.5x the requests of gthread on
-    # keep-alive connections, and a slow client only parks a coroutine, never a thread.
-    "worker_class": "asgi",
+    # uvicorn (httptools' C parser, uvloop) in gunicorn's processes: measured against gunicorn's
+    # own asyncio worker in bench/README.md. A slow client parks a coroutine, never a thread;
+    # httptools puts no limit on header size or count, so nothing nginx or Envoy forwards is
+    # refused for size (a 431 would reach the client as a 500).
+    "worker_class": "authsvc.worker.AuthWorker",
     # Longer than nginx's upstream keepalive_timeout (60s): nginx closes idle connections first,
-    # so it never sends a subrequest on a connection gunicorn is closing.
+    # so it never sends a subrequest on a connection authsvc is closing.
     "keepalive": 75,
-    # nginx forwards every client header to the auth subrequest; a header gunicorn refused as
-    # too large or too many would reach the client as a 500, so accept all nginx accepts.
-    "limit_request_line": 8190,
-    "limit_request_fields": 32768,
-    "limit_request_field_size": 65536,
     "errorlog": "-",
     "proc_name": "authsvc",
     "graceful_timeout": DEFAULT_GRACEFUL_TIMEOUT,
@@ -67,16 +65,16 @@ class ServeOptions:
 
 
 class WorkerState:
-    """Lets the app see, from inside a worker, whether gunicorn is stopping that worker."""
+    """Lets the app see, from inside a worker, whether that worker is stopping."""
 
     def __init__(self) -> None:
-        self._worker: Any = None
+        self._worker: AuthWorker | None = None
 
-    def attach(self, worker: Any) -> None:
+    def attach(self, worker: AuthWorker) -> None:
         self._worker = worker
 
     def stopping(self) -> bool:
-        return self._worker is not None and not self._worker.alive
+        return self._worker is not None and self._worker.stopping
 
 
 class AuthServer(BaseApplication):  # type: ignore[misc]

@@ -21,7 +21,7 @@ from demo.processes import START_TIMEOUT_SECONDS, free_port, spawn, stop, wait_u
 from tests.tokens import DUMMY_SECRET_B64
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-WORKER_READY = "ASGI server listening"  # what each gunicorn asgi worker logs once serving
+WORKER_READY = "Started server process"  # what each worker (uvicorn) logs once serving
 
 
 class Process:
