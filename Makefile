@@ -9,7 +9,7 @@ DEMO_PORT ?= 8080
 AUTHSVC_PORT ?= 8002
 BACKEND_PORT ?= 8081
 
-.PHONY: test lint typecheck pytest demo bench soak fuzz audit compose-nginx lock clean
+.PHONY: test lint typecheck pytest demo bench bench-stages soak fuzz audit compose-nginx lock clean
 FUZZ_SECONDS ?= 60
 
 test: lint typecheck pytest
@@ -37,6 +37,10 @@ pytest: $(INSTALLED)
 # The benchmark (needs nginx, its njs module and wrk; it says how to install them).
 bench: $(INSTALLED)
 	$(BIN)/python bench/run.py
+
+# Microseconds per request for each stage of /auth, in one process (no nginx needed).
+bench-stages: $(INSTALLED)
+	$(BIN)/python bench/stages.py
 
 # Load and fault tests through nginx, about 2 minutes (needs nginx and wrk).
 soak: $(INSTALLED)

@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
 
     serve_cmd = commands.add_parser(
         "serve",
-        help="run the production server (gunicorn, asyncio workers)",
+        help="run the production server (gunicorn managing uvicorn workers)",
         description="Run the production server. Refuses to start on a configuration error. "
         "SIGTERM: graceful stop (readiness turns 503, open requests finish); "
         "SIGHUP: reload settings and keys.",

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -55,16 +58,37 @@ def _cut(text: str, budget: int) -> str:
     return text[:low]
 
 
+class _Timestamps:
+    """ISO 8601 in UTC to the millisecond, as datetime.isoformat(timespec="milliseconds") has
+    it; the part down to the second is formatted once a second, not once a line."""
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def format(self, now: float) -> str:
+        # As datetime does: round to the microsecond (carrying into the second), then cut.
+        second = math.floor(now)
+        micro = round((now - second) * 1e6)
+        if micro >= 1_000_000:
+            second, micro = second + 1, micro - 1_000_000
+        if second != self._second:
+            self._second = second
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._prefix}.{micro // 1000:03d}+00:00"
+
+
 class DecisionLog:
-    __slots__ = ("_now", "_stream")
+    __slots__ = ("_clock", "_timestamps", "_write")
 
     def __init__(
-        self,
-        stream: TextIO | None = None,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        self, stream: TextIO | None = None, clock: Callable[[], float] = time.time
     ) -> None:
-        self._stream = stream if stream is not None else sys.stdout
-        self._now = now
+        self._write = _line_writer(stream if stream is not None else sys.stdout)
+        self._clock = clock
+        self._timestamps = _Timestamps()
 
     def record(
         self,
@@ -81,7 +105,7 @@ class DecisionLog:
         did = claims.get("did")
         exp = claims.get("exp")
         fields: dict[str, Any] = {
-            "time": self._now().isoformat(timespec="milliseconds"),
+            "time": self._timestamps.format(self._clock()),
             "decision": verdict.decision.value,
             "reason": verdict.reason.value,
             "policy": policy,
@@ -96,6 +120,28 @@ class DecisionLog:
             "exp": exp if is_timestamp(exp) else None,
             "error": error,
         }
-        line = bounded_line({k: v for k, v in fields.items() if v is not None})
-        self._stream.write(line + "\n")
-        self._stream.flush()
+        self._write(bounded_line({k: v for k, v in fields.items() if v is not None}) + "\n")
+
+
+def _line_writer(stream: TextIO) -> Callable[[str], None]:
+    """One write per line: to the stream's file descriptor when it has one (stdout in
+    production: no text layer, nothing buffered to lose), else through the stream."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):  # io.StringIO, a captured stdout
+        fd = None
+    if fd is None:
+
+        def write_text(line: str) -> None:
+            stream.write(line)
+            stream.flush()
+
+        return write_text
+    stream.flush()  # whatever was buffered goes before the first line
+
+    def write_fd(line: str) -> None:
+        data = memoryview(line.encode("ascii"))  # ASCII: JSON escapes the rest
+        while data:  # a write of at most PIPE_BUF bytes is whole; a signal may still cut one
+            data = data[os.write(fd, data) :]
+
+    return write_fd

@@ -7,13 +7,14 @@ a decision and a reason code, never a token, a device id or a path.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from authsvc import __version__
 from authsvc.keys import KeySource
-from authsvc.verify import Verdict
+from authsvc.verify import Decision, Reason, Verdict
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -71,6 +72,15 @@ class Metrics:
             registry=registry,
         )
 
+    # The labelled series, looked up once each: labels() costs as much as the write itself.
+    @functools.cache  # noqa: B019 - one Metrics per worker, a bounded set of label values
+    def _decision(self, decision: Decision, reason: Reason) -> Any:
+        return self.decisions.labels(decision.value, reason.value)
+
+    @functools.cache  # noqa: B019
+    def _cache_lookup(self, hit: bool) -> Any:
+        return self.cache_lookups.labels("hit" if hit else "miss")
+
     def watch(self, keys: KeySource) -> None:
         """Keep the key gauges current as `keys` reloads."""
         algorithms = ",".join(sorted(keys.current.algorithms)) or "none"
@@ -86,9 +96,9 @@ class Metrics:
     def record(self, verdict: Verdict, seconds: float) -> None:
         """Count a decision; a metrics failure (e.g. a full disk) never fails the request."""
         try:
-            self.decisions.labels(verdict.decision.value, verdict.reason.value).inc()
+            self._decision(verdict.decision, verdict.reason).inc()
             self.verify_seconds.observe(seconds)
-            self.cache_lookups.labels("hit" if verdict.cached else "miss").inc()
+            self._cache_lookup(verdict.cached).inc()
         except Exception as error:
             if not self._failed:
                 log.error("metrics not recorded (logged once): %r", error)

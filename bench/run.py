@@ -381,15 +381,16 @@ def print_ratios(
 
     def ratio(label: str, a: str, b: str, target: float) -> None:
         value = rps[a] / rps[b]
-        mark = "met" if value >= target else "MISSED"
+        mark = "MET" if value >= target else "MISSED"
         print(f"  {label:<40}{value:>6.2f}x  (target >= {target}x: {mark})")
 
-    print("\nratios")
-    ratio("authsvc-hit / njs-verify", "authsvc-hit", "njs-verify", 1.0)
-    ratio("authsvc-hit-nginx-cache / njs-verify", "authsvc-hit-nginx-cache", "njs-verify", 1.0)
+    print("\nratios (targets: the performance issue, round 2)")
     ratio("authsvc-miss / njs-verify", "authsvc-miss", "njs-verify", 0.5)
-    ratio("authsvc-miss / naive-python", "authsvc-miss", "naive-python", 3.0)
+    ratio("authsvc-hit / njs-verify", "authsvc-hit", "njs-verify", 0.75)
     ratio("authsvc-deny / authsvc-miss", "authsvc-deny", "authsvc-miss", 1.0)
+    ratio("authsvc-hit-nginx-cache / njs-verify", "authsvc-hit-nginx-cache", "njs-verify", 1.5)
+    miss_vs_naive = rps["authsvc-miss"] / rps["naive-python"]
+    print(f"  {'authsvc-miss / naive-python':<40}{miss_vs_naive:>6.2f}x  (for the record)")
     for row in sorted(ENVOY_ROWS & rps.keys()):
         behind_nginx = row.removeprefix("envoy-")
         label = f"{row} / {behind_nginx} (nginx)"
@@ -399,14 +400,14 @@ def print_ratios(
     added = paced["authsvc-hit"].p99_ms - paced["auth-floor"].p99_ms
     print(
         f"  {'p99 at half rate, added over floor':<40}{added:>6.2f} ms (target <= 2 ms: "
-        f"{'met' if added <= 2 else 'MISSED'}; floor {paced['auth-floor'].p99_ms:.2f} ms, "
+        f"{'MET' if added <= 2 else 'MISSED'}; floor {paced['auth-floor'].p99_ms:.2f} ms, "
         f"authsvc-hit {paced['authsvc-hit'].p99_ms:.2f} ms at "
         f"{paced['authsvc-hit'].rps:.0f} req/s)"
     )
     print(
         f"  {'authsvc worker RSS (MB)':<40}before {', '.join(f'{m:.1f}' for m in rss_before)}"
         f"; after 100k distinct tokens {', '.join(f'{m:.1f}' for m in rss_after)}"
-        f" (target <= 60: {'met' if max(rss_after) <= 60 else 'MISSED'})"
+        f" (target <= 60: {'MET' if max(rss_after) <= 60 else 'MISSED'})"
     )
 
 

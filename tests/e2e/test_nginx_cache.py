@@ -71,3 +71,17 @@ def test_denials_are_not_cached(cached: Stack) -> None:
     for _ in range(3):
         assert cached.send("GET", "/api/x", headers(tok)).status == 401
     settle(cached, 3)
+
+
+def test_a_cached_allow_is_logged_by_nginx_with_its_reason(cached: Stack) -> None:
+    """authsvc never sees a cached allow: nginx's access log must hold that decision."""
+    tok = bound_token(AUTHORIZATION.encode())
+    for _ in range(3):
+        assert cached.send("GET", "/api/cached-log", headers(tok)).status == 200
+    deadline = time.monotonic() + 5
+    while cached.nginx.access_log().count("/api/cached-log") < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    lines = [x for x in cached.nginx.access_log().splitlines() if "/api/cached-log" in x]
+    assert ["auth_cache=HIT" in line for line in lines] == [False, True, True]
+    assert all(" approov=ok " in line for line in lines)

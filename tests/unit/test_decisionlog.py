@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -74,3 +75,21 @@ def test_the_longest_field_is_cut_to_what_fits_and_no_more() -> None:
     assert len(line) + 1 == MAX_LINE_BYTES
     assert (parsed["method"], parsed["truncated"]) == ("GET", True)
     assert set(parsed["uri"]) == {"u"}
+
+
+@pytest.mark.parametrize(
+    "now",
+    [0.0, 1795763366.152, 1795763366.9999, 1795763366.9999996, 1795763367.0005, 253402300799.5],
+)
+def test_time_is_iso_8601_utc_to_the_millisecond_as_isoformat_has_it(now: float) -> None:
+    stream = io.StringIO()
+    DecisionLog(stream, clock=lambda: now).record(
+        Verdict(Reason.OK, Decision.ALLOW),
+        policy="off",
+        method=None,
+        uri=None,
+        request_id=None,
+        latency_ms=0,
+    )
+    expected = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds")
+    assert json.loads(stream.getvalue())["time"] == expected

@@ -1,0 +1,120 @@
+"""`make bench-stages`: microseconds per request for each stage of `/auth`, in one process.
+
+The HTTP layer is not in here (see `make bench`); everything after it is: reading the
+credentials, verifying (a cache miss and a hit), the Prometheus writes (multiprocess mode, as
+`authsvc serve` runs them), the decision line (written to a real file, one write per line),
+and the whole app call (less the cost of calling an empty ASGI app the same way); what the
+app call costs beyond those stages is Falcon's share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+# prometheus_client picks its value store when first imported: set up as `authsvc serve` does.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="authsvc-stages-")
+
+from authsvc.app import Receive, Scope, Send, create_app
+from authsvc.config import BindingMode, Settings
+from authsvc.credentials import CredentialReader
+from authsvc.decisionlog import DecisionLog
+from authsvc.devtoken import mint
+from authsvc.keys import KeySource
+from authsvc.metrics import Metrics
+from authsvc.verify import Verifier
+from tests.asgi import answer
+from tests.tokens import DUMMY_SECRET
+
+BINDING = b"Bearer bench-user"
+ROUNDS = 20_000
+
+
+def per_call_us(function: Callable[[], object], rounds: int = ROUNDS) -> float:
+    """The best of three runs of `rounds` calls, in microseconds per call."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        for _ in range(rounds):
+            function()
+        best = min(best, (time.perf_counter() - started) / rounds)
+    return best * 1e6
+
+
+def main() -> None:
+    settings = Settings(secret=DUMMY_SECRET)
+    keys = KeySource.from_settings(settings)
+    token = mint(DUMMY_SECRET, lifetime_seconds=3600, binding=BINDING.decode(), did="bench")
+    # What nginx's include forwards: the client's headers plus its own.
+    headers = [
+        (b"host", b"authsvc"),
+        (b"x-original-method", b"GET"),
+        (b"x-original-uri", b"/api/v1/shapes?colour=red"),
+        (b"x-request-id", b"0f7c2a9e5b1d4c3a8e6f0b2d4a6c8e0f"),
+        (b"user-agent", b"okhttp/4.12.0"),
+        (b"accept", b"application/json"),
+        (b"accept-encoding", b"gzip"),
+        (b"approov-token", token.encode()),
+        (b"authorization", BINDING),
+    ]
+    reader = CredentialReader(settings.token_header, settings.binding_headers)
+    credentials = reader.read(headers)
+    uncached = Verifier.from_settings(Settings(secret=DUMMY_SECRET, verified_cache_size=0), keys)
+    cached = Verifier.from_settings(settings, keys)
+    verdict = cached.check(credentials, BindingMode.REQUIRED)
+    metrics = Metrics()
+    with open(os.devnull, "w") as sink:
+        log = DecisionLog(sink)
+        app = create_app(settings, keys=keys, verifier=cached, metrics=metrics, decision_log=log)
+
+        def record_line() -> None:
+            log.record(
+                verdict,
+                policy="required",
+                method="GET",
+                uri="/api/v1/shapes?colour=red",
+                request_id="0f7c2a9e5b1d4c3a8e6f0b2d4a6c8e0f",
+                latency_ms=0.1,
+            )
+
+        async def empty_app(scope: Scope, receive: Receive, send: Send) -> None:
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+        loop = asyncio.new_event_loop()
+        harness = per_call_us(
+            lambda: loop.run_until_complete(answer(empty_app, headers)), rounds=ROUNDS // 4
+        )
+        stages = {
+            "read credentials": per_call_us(lambda: reader.read(headers)),
+            "verify, cache miss": per_call_us(
+                lambda: uncached.check(credentials, BindingMode.REQUIRED)
+            ),
+            "verify, cache hit": per_call_us(
+                lambda: cached.check(credentials, BindingMode.REQUIRED)
+            ),
+            "metrics (3 writes)": per_call_us(lambda: metrics.record(verdict, 0.00005)),
+            "decision line": per_call_us(record_line),
+            "whole app call, hit": per_call_us(
+                lambda: loop.run_until_complete(answer(app, headers)), rounds=ROUNDS // 4
+            )
+            - harness,
+        }
+        loop.close()
+    parts = ("read credentials", "verify, cache hit", "metrics (3 writes)", "decision line")
+    stages["Falcon + ASGI (the rest)"] = stages["whole app call, hit"] - sum(
+        stages[name] for name in parts
+    )
+    for name, micros in stages.items():
+        print(f"{name:<28}{micros:>8.1f} us")
+
+
+if __name__ == "__main__":
+    main()
