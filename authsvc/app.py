@@ -19,12 +19,12 @@ from typing import Any, ClassVar
 import falcon
 import falcon.asgi
 
-from authsvc.config import BindingMode, Settings
+from authsvc.config import Settings
 from authsvc.credentials import CredentialReader
 from authsvc.decisionlog import DecisionLog, header_text
-from authsvc.keys import KeySource
 from authsvc.metrics import CONTENT_TYPE, Metrics
-from authsvc.verify import Decision, Reason, Verdict, Verifier
+from authsvc.runtime import Runtime
+from authsvc.verify import BindingMode, Checker, Decision, Reason, Verdict
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -75,7 +75,7 @@ class AuthEndpoint:
     def __init__(
         self,
         settings: Settings,
-        verifier: Verifier,
+        verifier: Checker,
         log: DecisionLog | None,
         metrics: Metrics,
         clock: Callable[[], float],
@@ -213,7 +213,7 @@ class Health:
 class Readiness:
     """Readiness: 200 once the verifier has its keys; 503 before, and once stopping."""
 
-    def __init__(self, verifier: Verifier, is_stopping: Callable[[], bool]) -> None:
+    def __init__(self, verifier: Checker, is_stopping: Callable[[], bool]) -> None:
         self._verifier = verifier
         self._is_stopping = is_stopping
 
@@ -272,20 +272,17 @@ class AuthService:
 
 
 def create_app(
-    settings: Settings,
+    runtime: Runtime,
     *,
-    keys: KeySource | None = None,
-    verifier: Verifier | None = None,
     decision_log: DecisionLog | None = None,
     metrics: Metrics | None = None,
     clock: Callable[[], float] = time.time,
     is_stopping: Callable[[], bool] = lambda: False,
 ) -> AsgiApp:
-    """Build the ASGI app from settings and loaded keys; reads no environment."""
-    keys = keys if keys is not None else KeySource.from_settings(settings)
-    verifier = verifier if verifier is not None else Verifier.from_settings(settings, keys, clock)
+    """Build the ASGI app from a loaded Runtime; reads no environment."""
+    settings, verifier = runtime.settings, runtime.verifier
     metrics = metrics if metrics is not None else Metrics()
-    metrics.watch(keys)
+    metrics.watch(runtime.keys)
     log = None
     if settings.logging_enabled:
         log = decision_log if decision_log is not None else DecisionLog()

@@ -1,4 +1,5 @@
-"""A bounded cache of allowed verdicts: an app reuses its token for minutes, so check it once.
+"""A bounded cache of allowed verdicts in front of a Verifier: an app reuses its token for
+minutes, so check it once.
 
 An entry is keyed on the exact token bytes, the binding value and the policy, so it can only
 answer the very same credentials. Its `exp` is checked again on every hit, and the whole cache
@@ -8,14 +9,40 @@ is dropped whenever the key set changes. Only allowed verdicts are kept: a deny 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from dataclasses import replace
 
-if TYPE_CHECKING:
-    from authsvc.config import BindingMode
-    from authsvc.keys import KeySet
-    from authsvc.verify import Verdict
+from authsvc.credentials import Credentials
+from authsvc.keys import KeySet
+from authsvc.verify import BindingMode, Decision, Verdict, Verifier
 
-CacheKey = tuple[bytes, bytes | None, "BindingMode"]
+CacheKey = tuple[bytes, bytes | None, BindingMode]
+
+
+class CachingVerifier:
+    """`verifier` with a cache of its allowed verdicts in front (the Checker the app uses)."""
+
+    def __init__(self, verifier: Verifier, size: int) -> None:
+        self._verifier = verifier
+        self._cache = VerdictCache(size)
+
+    @property
+    def ready(self) -> bool:
+        return self._verifier.ready
+
+    def check(self, credentials: Credentials, binding_mode: BindingMode) -> Verdict:
+        verifier = self._verifier
+        if len(credentials.tokens) != 1 or credentials.binding_conflict:
+            return verifier.check(credentials, binding_mode)
+        cache_key = (credentials.tokens[0], credentials.binding_value, binding_mode)
+        keys = verifier.keys.current
+        hit = self._cache.get(cache_key, keys, verifier.clock() - verifier.leeway_seconds)
+        if hit is not None:
+            return replace(hit, cached=True)
+        verdict = verifier.check(credentials, binding_mode)
+        # Only if no key change landed meanwhile: the verdict was reached with `keys`.
+        if verdict.decision is Decision.ALLOW and keys is verifier.keys.current:
+            self._cache.put(cache_key, verdict)
+        return verdict
 
 
 class VerdictCache:

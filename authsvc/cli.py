@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import math
-import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -19,17 +17,21 @@ from authsvc.config import (
     DEFAULT_BINDING_HEADERS,
     DEFAULT_TOKEN_HEADER,
     PUBLIC_DUMMY_SECRET_B64,
-    BindingMode,
     ConfigError,
-    Settings,
 )
 from authsvc.devtoken import mint, parse_duration
 from authsvc.environment import load_environment
 from authsvc.explain import explain
-from authsvc.keys import KeySource
 from authsvc.nginxcheck import ConfigFiles, ConfigUnreadable, check, nginx_dump
-from authsvc.server import DEFAULT_GRACEFUL_TIMEOUT, LOG_LEVELS, ServeOptions, serve
-from authsvc.verify import Decision, Verifier
+from authsvc.runtime import Runtime, load
+from authsvc.server import (
+    DEFAULT_GRACEFUL_TIMEOUT,
+    LOG_LEVELS,
+    ServeOptions,
+    default_workers,
+    serve,
+)
+from authsvc.verify import BindingMode, Decision
 
 DEFAULT_BIND = "127.0.0.1:8002"
 EXIT_REFUSED = 1
@@ -48,22 +50,6 @@ def _duration(text: str) -> int:
         return parse_duration(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-
-
-CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
-
-
-def default_workers(cpu_max: Path = CGROUP_CPU_MAX) -> int:
-    """One worker per CPU this process may use: its CPU set, capped by a container's CPU quota
-    (cgroup v2 `cpu.max`), so a 2-CPU container on a 64-core host does not start 64 workers."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    try:
-        quota, period = cpu_max.read_text().split()[:2]
-    except (OSError, ValueError):
-        return cpus or 1
-    if quota == "max":
-        return cpus or 1
-    return max(1, min(cpus or 1, math.ceil(int(quota) / int(period))))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -90,8 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument(
         "--workers",
         type=_positive_int,
-        default=default_workers(),
-        help="worker processes; about one per CPU (default here: %(default)s)",
+        help="worker processes (default: one per CPU this process may use, within a"
+        " container's CPU quota)",
     )
     serve_cmd.add_argument(
         "--graceful-timeout",
@@ -180,48 +166,48 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if args.command == "check-nginx":  # needs no key: it reads nginx's config, not tokens
         return _check_nginx(args, environ)
     try:
-        settings = Settings.from_env(environ)
-        keys = KeySource.from_settings(settings)
-        if args.command == "check-config" and not keys.ready:
-            raise ConfigError([f"APPROOV_JWKS_URL: {settings.jwks_url} could not be loaded"])
+        runtime = load(environ)
+        if args.command == "check-config" and not runtime.keys.ready:
+            url = runtime.settings.jwks_url
+            raise ConfigError([f"APPROOV_JWKS_URL: {url} could not be loaded"])
     except ConfigError as error:
         print(f"authsvc: {error}", file=sys.stderr)
         return EXIT_REFUSED
     if args.command == "check-config":
-        print(f"{settings.summary()} loaded={keys.current.describe()}")
+        print(f"{runtime.settings.summary()} loaded={runtime.keys.current.describe()}")
         return 0
     if args.command == "explain":
-        return _explain(args, settings, keys)
+        return _explain(args, runtime)
     if args.command == "token":
-        return _token(args, keys)
+        return _token(args, runtime)
     options = ServeOptions(
         bind=args.bind,
-        workers=args.workers,
+        workers=args.workers or default_workers(),
         graceful_timeout=args.graceful_timeout,
         access_log=args.access_log,
         log_level=args.log_level,
         metrics_dir=args.metrics_dir,
     )
-    serve(settings, keys, options)
+    serve(runtime, options)
     return 0
 
 
-def _explain(args: argparse.Namespace, settings: Settings, keys: KeySource) -> int:
-    mode = BindingMode(args.policy) if args.policy else settings.binding_mode
+def _explain(args: argparse.Namespace, runtime: Runtime) -> int:
+    mode = BindingMode(args.policy) if args.policy else runtime.settings.binding_mode
     explanation = explain(
         args.token,
         binding=args.binding,
         mode=mode,
-        verifier=Verifier.from_settings(settings, keys),
-        keys=keys.current,
+        verifier=runtime.verifier,
+        keys=runtime.keys.current,
         now=time.time(),
     )
     print(explanation.render())
     return EXIT_DENIED if explanation.verdict.decision is Decision.DENY else 0
 
 
-def _token(args: argparse.Namespace, keys: KeySource) -> int:
-    secret = next((key.material for key in keys.current.keys if key.label == "secret"), None)
+def _token(args: argparse.Namespace, runtime: Runtime) -> int:
+    secret = runtime.keys.current.secret
     if secret is None:
         print(
             "authsvc: token needs an HS256 secret (APPROOV_BASE64_SECRET or _FILE)",

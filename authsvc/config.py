@@ -9,10 +9,11 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
+
+from authsvc.verify import BindingMode
 
 # Approov's published dummy secret, for trying authsvc out; never used for a real app's tokens.
 PUBLIC_DUMMY_SECRET_B64 = (
@@ -36,14 +37,6 @@ _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 
 T = TypeVar("T")
-
-
-class BindingMode(StrEnum):
-    """How the token's `pay` claim is checked against the binding header(s)."""
-
-    REQUIRED = "required"
-    IF_PRESENT = "if-present"
-    OFF = "off"
 
 
 class ConfigError(Exception):

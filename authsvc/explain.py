@@ -11,18 +11,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from authsvc.config import BindingMode
 from authsvc.credentials import Credentials
+from authsvc.jose import Malformed, parse_compact_jws
 from authsvc.keys import KeySet
-from authsvc.verify import (
-    MAX_TOKEN_BYTES,
-    Decision,
-    Malformed,
-    Verdict,
-    Verifier,
-    binding_pay,
-    parse_compact_jws,
-)
+from authsvc.verify import MAX_TOKEN_BYTES, BindingMode, Checker, Decision, Verdict, binding_pay
 
 UNTRUSTED = "(decoded, not trusted until the signature verifies)"
 
@@ -42,7 +34,7 @@ def explain(
     *,
     binding: str | None,
     mode: BindingMode,
-    verifier: Verifier,
+    verifier: Checker,
     keys: KeySet,
     now: float,
 ) -> Explanation:

@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.client import HTTPMessage
 from pathlib import Path
 from typing import IO, Any
@@ -24,10 +24,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from authsvc.config import MIN_SECRET_BYTES, ConfigError, Settings, decode_secret
+from authsvc.jose import ES256, HS256, RS256
 
 MIN_RSA_BITS = 2048
 MAX_KEY_DOCUMENT_BYTES = 1 << 20
-HS256, RS256, ES256 = "HS256", "RS256", "ES256"
 _JWK_ALGORITHM = {"oct": HS256, "RSA": RS256, "EC": ES256}
 
 log = logging.getLogger("authsvc.keys")
@@ -46,6 +46,8 @@ class Key:
 @dataclass(frozen=True, slots=True)
 class KeySet:
     keys: tuple[Key, ...] = ()
+    secret: bytes | None = field(default=None, repr=False)
+    """The configured current HS256 secret (not a previous one): what `authsvc token` signs with."""
     # Derived once: a key set never changes, and these are read for every token.
     algorithms: frozenset[str] = field(init=False)
     _by_algorithm: dict[str, tuple[Key, ...]] = field(init=False, repr=False)
@@ -83,15 +85,16 @@ def load_keys(settings: Settings) -> KeySet:
     """
     problems: list[str] = []
     keys: list[Key] = []
-    if settings.secret is not None:
-        keys.append(Key(HS256, settings.secret, "secret"))
+    secret = settings.secret
     if settings.secret_file is not None:
         text = _read(settings.secret_file, "APPROOV_BASE64_SECRET_FILE", problems)
         if text is not None:
             try:
-                keys.append(Key(HS256, decode_secret(text.decode("ascii", "replace")), "secret"))
+                secret = decode_secret(text.decode("ascii", "replace"))
             except ValueError as error:
                 problems.append(f"APPROOV_BASE64_SECRET_FILE {settings.secret_file}: {error}")
+    if secret is not None:
+        keys.append(Key(HS256, secret, "secret"))
     keys += [
         Key(HS256, secret, f"previous-secret-{number}")
         for number, secret in enumerate(settings.previous_secrets, start=1)
@@ -113,7 +116,7 @@ def load_keys(settings: Settings) -> KeySet:
     problems += _duplicate_kids(keys)
     if problems:
         raise ConfigError(problems)
-    return KeySet(tuple(keys))
+    return KeySet(tuple(keys), secret)
 
 
 def _read(path: Path, setting: str, problems: list[str]) -> bytes | None:
@@ -272,7 +275,7 @@ class KeySource:
         fetch: Callable[[str, float], bytes] = fetch_url,
     ) -> None:
         self.current = static
-        self._static = static.keys
+        self._static = static
         self._jwks_url = jwks_url
         self._refresh_seconds = refresh_seconds
         self._timeout_seconds = timeout_seconds
@@ -319,11 +322,11 @@ class KeySource:
             Key(key.algorithm, key.material, key.label.replace("jwks:", "jwks-url:"), key.kid)
             for key in fetched
         )
-        clashes = _duplicate_kids((*self._static, *from_url))
+        clashes = _duplicate_kids((*self._static.keys, *from_url))
         if clashes:
             log.warning("JWKS %s not loaded: %s", self._jwks_url, "; ".join(clashes))
             return self._loaded(ok=False)
-        self.current = KeySet((*self._static, *from_url))
+        self.current = replace(self._static, keys=(*self._static.keys, *from_url))
         self._url_loaded = True
         self.loaded_at = time.time()
         return self._loaded(ok=True)

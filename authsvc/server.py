@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -14,10 +15,10 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from authsvc.app import AsgiApp, create_app
-from authsvc.config import ConfigError, Settings
+from authsvc.config import ConfigError
 from authsvc.environment import load_environment
-from authsvc.keys import KeySource
 from authsvc.metrics import MULTIPROCESS_DIR_VARIABLE
+from authsvc.runtime import Runtime, load
 from authsvc.worker import AuthWorker
 
 log = logging.getLogger("gunicorn.error")
@@ -41,6 +42,22 @@ DEFAULT_OPTIONS: Mapping[str, Any] = {
     # gunicorn 27's control socket would be created in $HOME; authsvc has no use for it.
     "control_socket_disable": True,
 }
+
+
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def default_workers(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """One worker per CPU this process may use: its CPU set, capped by a container's CPU quota
+    (cgroup v2 `cpu.max`), so a 2-CPU container on a 64-core host does not start 64 workers."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+    except (OSError, ValueError):
+        return cpus or 1
+    if quota == "max":
+        return cpus or 1
+    return max(1, min(cpus or 1, math.ceil(int(quota) / int(period))))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +102,8 @@ class AuthServer(BaseApplication):  # type: ignore[misc]
     keep the previous configuration.
     """
 
-    def __init__(self, settings: Settings, keys: KeySource, options: Mapping[str, Any]) -> None:
-        self._settings = settings
-        self._keys = keys
+    def __init__(self, runtime: Runtime, options: Mapping[str, Any]) -> None:
+        self._runtime = runtime
         self._worker_state = WorkerState()
         self._options = {
             **DEFAULT_OPTIONS,
@@ -103,20 +119,19 @@ class AuthServer(BaseApplication):  # type: ignore[misc]
 
     def reload(self) -> None:
         try:
-            settings = Settings.from_env(load_environment())
-            keys = KeySource.from_settings(settings)
+            runtime = load(load_environment())
         except ConfigError as error:
             log.error("reload refused, keeping the running configuration: %s", error)
-            self._keys.note_refused_reload()
+            self._runtime.keys.note_refused_reload()
         else:
-            self._settings, self._keys = settings, keys
-            log.info("reloaded: keys %s", keys.current.describe())
+            self._runtime = runtime
+            log.info("reloaded: keys %s", runtime.keys.current.describe())
         super().reload()
 
     def load(self) -> AsgiApp:
         # In each worker: the JWKS URL (if any) is refreshed by a thread of its own.
-        self._keys.start_refreshing()
-        return create_app(self._settings, keys=self._keys, is_stopping=self._worker_state.stopping)
+        self._runtime.keys.start_refreshing()
+        return create_app(self._runtime, is_stopping=self._worker_state.stopping)
 
 
 def _forget_worker_metrics(server: Any, worker: Any) -> None:
@@ -126,7 +141,7 @@ def _forget_worker_metrics(server: Any, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
-def serve(settings: Settings, keys: KeySource, options: ServeOptions) -> None:
+def serve(runtime: Runtime, options: ServeOptions) -> None:
     """Run gunicorn until it stops, with a clean Prometheus multiprocess directory."""
     private = options.metrics_dir is None
     metrics_dir = options.metrics_dir or Path(tempfile.mkdtemp(prefix="authsvc-metrics-"))
@@ -136,7 +151,7 @@ def serve(settings: Settings, keys: KeySource, options: ServeOptions) -> None:
     os.environ[MULTIPROCESS_DIR_VARIABLE] = str(metrics_dir)
     master = os.getpid()
     try:
-        AuthServer(settings, keys, options.gunicorn()).run()
+        AuthServer(runtime, options.gunicorn()).run()
     finally:
         # Workers are forked inside run() and leave through here too: only the master cleans.
         if private and os.getpid() == master:

@@ -1,39 +1,50 @@
-"""The verification rules: a pure function of the presented credentials, the policy and the clock.
+"""The verification rules: a pure function of the presented credentials, the policy, the keys
+and the clock.
 
-No HTTP, no environment, no logging: `Verifier.check` returns a `Verdict` whose `Reason` is the
-vocabulary that logs, metrics, the deny header and the tests all speak.
+No HTTP, no environment, no logging, no cache (authsvc.cache wraps a Verifier with one):
+`Verifier.check` returns a `Verdict` whose `Reason` is the vocabulary that logs, metrics, the
+deny header and the tests all speak. The token's structure is authsvc.jose's.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
-import json
-import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from jwt.algorithms import Algorithm, get_default_algorithms
 
-from authsvc.cache import VerdictCache
-from authsvc.config import BindingMode, Settings
 from authsvc.credentials import Credentials
-from authsvc.keys import ES256, HS256, RS256, Key, KeySource
+from authsvc.jose import (
+    ES256,
+    HS256,
+    RS256,
+    Malformed,
+    ParsedToken,
+    check_header,
+    parse_compact_jws,
+)
+
+if TYPE_CHECKING:
+    from authsvc.keys import Key, KeySource
 
 MAX_TOKEN_BYTES = 4096
 # What a datetime can hold: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
 EARLIEST_TIMESTAMP = -62135596800
 LATEST_TIMESTAMP = 253402300799
 
-# Compact JWS: three non-empty base64url segments, no padding, nothing else.
-_COMPACT_JWS = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
-# Header parameters that change how a token is processed or make the verifier fetch keys.
-_FORBIDDEN_HEADER_PARAMETERS = frozenset({"crit", "b64", "jku", "x5u", "jwk", "x5c"})
+
+class BindingMode(StrEnum):
+    """How the token's `pay` claim is checked against the binding header(s)."""
+
+    REQUIRED = "required"
+    IF_PRESENT = "if-present"
+    OFF = "off"
 
 
 class Reason(StrEnum):
@@ -99,8 +110,13 @@ class Verdict:
         return self.decision is not Decision.DENY
 
 
-class Malformed(ValueError):
-    """The token is not a strict compact JWS; the message says why."""
+class Checker(Protocol):
+    """What the app asks of a verifier: a Verifier, or one with a cache in front."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    def check(self, credentials: Credentials, binding_mode: BindingMode) -> Verdict: ...
 
 
 class Verifier:
@@ -115,62 +131,26 @@ class Verifier:
         audience: str | None = None,
         abort_on_invalid_token: bool = True,
         abort_on_invalid_binding: bool = True,
-        cache_size: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._keys = keys
-        self._cache = VerdictCache(cache_size) if cache_size > 0 else None
+        self.keys = keys
+        self.leeway_seconds = leeway_seconds
+        self.clock = clock
         # PyJWT's algorithm objects, chosen once; which ones a token may use is the key set's call.
         self._algorithms: dict[str, Algorithm] = {
             name: get_default_algorithms()[name] for name in (HS256, RS256, ES256)
         }
-        self._leeway = leeway_seconds
         self._issuer = issuer
         self._audience = audience
         self._abort_on_invalid_token = abort_on_invalid_token
         self._abort_on_invalid_binding = abort_on_invalid_binding
-        self._clock = clock
-
-    @classmethod
-    def with_secret(cls, secret: bytes, **options: Any) -> Verifier:
-        """A verifier for one HS256 secret (tests, tools)."""
-        return cls(KeySource.of(Key(HS256, secret, "secret")), **options)
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, keys: KeySource, clock: Callable[[], float] = time.time
-    ) -> Verifier:
-        return cls(
-            keys,
-            leeway_seconds=settings.leeway_seconds,
-            issuer=settings.issuer,
-            audience=settings.audience,
-            abort_on_invalid_token=settings.abort_on_invalid_token,
-            abort_on_invalid_binding=settings.abort_on_invalid_binding,
-            cache_size=settings.verified_cache_size,
-            clock=clock,
-        )
 
     @property
     def ready(self) -> bool:
         """True once the keys to verify with are loaded."""
-        return self._keys.ready
+        return self.keys.ready
 
     def check(self, credentials: Credentials, binding_mode: BindingMode) -> Verdict:
-        cache = self._cache
-        if cache is None or len(credentials.tokens) != 1 or credentials.binding_conflict:
-            return self._check(credentials, binding_mode)
-        cache_key = (credentials.tokens[0], credentials.binding_value, binding_mode)
-        keys = self._keys.current
-        hit = cache.get(cache_key, keys, self._clock() - self._leeway)
-        if hit is not None:
-            return replace(hit, cached=True)
-        verdict = self._check(credentials, binding_mode)
-        if verdict.decision is Decision.ALLOW and keys is self._keys.current:
-            cache.put(cache_key, verdict)
-        return verdict
-
-    def _check(self, credentials: Credentials, binding_mode: BindingMode) -> Verdict:
         reason, claims, key = self._evaluate(credentials, binding_mode)
         return Verdict(reason, self._decide(reason), claims, key)
 
@@ -197,7 +177,7 @@ class Verifier:
         token = tokens[0]
         if len(token) > MAX_TOKEN_BYTES:
             return Reason.TOKEN_TOO_LONG, None, None
-        keys = self._keys.current  # one key set for the whole check, even if a refresh lands
+        keys = self.keys.current  # one key set for the whole check, even if a refresh lands
         if not keys.keys:
             return Reason.KEYS_UNAVAILABLE, None, None
         try:
@@ -208,9 +188,9 @@ class Verifier:
         algorithm = header.get("alg")
         if not isinstance(algorithm, str) or algorithm not in keys.algorithms:
             return Reason.ALG_NOT_ALLOWED, None, None
-        if not _FORBIDDEN_HEADER_PARAMETERS.isdisjoint(header):
-            return Reason.TOKEN_MALFORMED, None, None
-        if not isinstance(header.get("kid", ""), str):  # RFC 7515 4.1.4: a string
+        try:
+            check_header(header)
+        except Malformed:
             return Reason.TOKEN_MALFORMED, None, None
         candidates = keys.candidates(algorithm, header.get("kid"))
         if candidates is None:
@@ -246,10 +226,10 @@ class Verifier:
             return Reason.CLAIMS_INVALID
         if self._audience is not None and not _audience_matches(claims.get("aud"), self._audience):
             return Reason.CLAIMS_INVALID
-        now = self._clock()
-        if exp <= now - self._leeway:
+        now = self.clock()
+        if exp <= now - self.leeway_seconds:
             return Reason.EXPIRED
-        if nbf > now + self._leeway:
+        if nbf > now + self.leeway_seconds:
             return Reason.NOT_YET_VALID
         return None
 
@@ -291,72 +271,3 @@ def _audience_matches(aud: object, audience: str) -> bool:
     if isinstance(aud, str):
         return aud == audience
     return isinstance(aud, list) and audience in aud
-
-
-@dataclass(frozen=True, slots=True)
-class ParsedToken:
-    """A strict compact JWS taken apart; nothing in it is verified yet."""
-
-    header: dict[str, Any]
-    claims: dict[str, Any]
-    signing_input: bytes
-    signature: bytes
-
-
-def parse_compact_jws(token: bytes) -> ParsedToken:
-    """Take a strict compact JWS apart (NOT verifying it); Malformed says what is wrong."""
-    if not _COMPACT_JWS.fullmatch(token):
-        raise Malformed(
-            "not three non-empty base64url segments joined by dots (no padding, spaces or prefix)"
-        )
-    signing_input, signature_segment = token.rsplit(b".", 1)
-    header_segment, payload_segment = signing_input.split(b".")
-    return ParsedToken(
-        header=_decode_json_object(_decode_segment(header_segment, "header"), "header"),
-        claims=_decode_json_object(_decode_segment(payload_segment, "payload"), "payload"),
-        signing_input=signing_input,
-        signature=_decode_segment(signature_segment, "signature"),
-    )
-
-
-def _decode_segment(segment: bytes, name: str) -> bytes:
-    try:
-        decoded = base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
-    except (binascii.Error, ValueError):
-        raise Malformed(f"the {name} is not base64url") from None
-    # Only the canonical encoding: no stray trailing bits that make two spellings of one token.
-    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != segment:
-        raise Malformed(f"the {name} is not canonical base64url")
-    return decoded
-
-
-def _decode_json_object(raw: bytes, name: str) -> dict[str, Any]:
-    try:
-        text = raw.decode("utf-8")
-        if text.startswith("\ufeff"):
-            raise Malformed(f"the {name} starts with a byte order mark")
-        value = _STRICT_JSON.decode(text)
-    except Malformed:
-        raise
-    except (ValueError, RecursionError) as error:
-        raise Malformed(f"the {name} is not UTF-8 JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise Malformed(f"the {name} is not a JSON object")
-    return value
-
-
-def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("a key appears twice")
-    return result
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-# Built once: json.loads would build a decoder with these hooks on every call.
-_STRICT_JSON = json.JSONDecoder(
-    object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant
-)

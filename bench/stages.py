@@ -23,13 +23,13 @@ sys.path.insert(0, str(REPO))
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="authsvc-stages-")
 
 from authsvc.app import Receive, Scope, Send, create_app
-from authsvc.config import BindingMode, Settings
+from authsvc.config import Settings
 from authsvc.credentials import CredentialReader
 from authsvc.decisionlog import DecisionLog
 from authsvc.devtoken import mint
-from authsvc.keys import KeySource
 from authsvc.metrics import Metrics
-from authsvc.verify import Verifier
+from authsvc.runtime import Runtime
+from authsvc.verify import BindingMode, Verifier
 from tests.asgi import answer
 from tests.tokens import DUMMY_SECRET
 
@@ -50,7 +50,7 @@ def per_call_us(function: Callable[[], object], rounds: int = ROUNDS) -> float:
 
 def main() -> None:
     settings = Settings(secret=DUMMY_SECRET)
-    keys = KeySource.from_settings(settings)
+    runtime = Runtime.from_settings(settings)
     token = mint(DUMMY_SECRET, lifetime_seconds=3600, binding=BINDING.decode(), did="bench")
     # What nginx's include forwards: the client's headers plus its own.
     headers = [
@@ -66,13 +66,13 @@ def main() -> None:
     ]
     reader = CredentialReader(settings.token_header, settings.binding_headers)
     credentials = reader.read(headers)
-    uncached = Verifier.from_settings(Settings(secret=DUMMY_SECRET, verified_cache_size=0), keys)
-    cached = Verifier.from_settings(settings, keys)
+    uncached = Verifier(runtime.keys)
+    cached = runtime.verifier
     verdict = cached.check(credentials, BindingMode.REQUIRED)
     metrics = Metrics()
     with open(os.devnull, "w") as sink:
         log = DecisionLog(sink)
-        app = create_app(settings, keys=keys, verifier=cached, metrics=metrics, decision_log=log)
+        app = create_app(runtime, metrics=metrics, decision_log=log)
 
         def record_line() -> None:
             log.record(

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
-from authsvc.app import AsgiApp, Message
+from authsvc.app import AsgiApp, Message, create_app
+from authsvc.config import Settings
+from authsvc.decisionlog import DecisionLog
+from authsvc.runtime import Runtime
+from tests.tokens import DUMMY_SECRET
+
+
+def dummy_app(log: TextIO | None = None) -> AsgiApp:
+    """The app with Approov's dummy secret and default settings, its decision lines to `log`."""
+    runtime = Runtime.from_settings(Settings(secret=DUMMY_SECRET))
+    return create_app(runtime, decision_log=DecisionLog(log if log is not None else io.StringIO()))
 
 
 @dataclass(frozen=True)

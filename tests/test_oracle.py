@@ -14,16 +14,15 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from authsvc.config import BindingMode
 from authsvc.credentials import Credentials
-from authsvc.verify import Verifier
-from tests.tokens import DUMMY_SECRET, OTHER_SECRET
+from authsvc.verify import BindingMode
+from tests.tokens import DUMMY_SECRET, OTHER_SECRET, secret_verifier
 
 NOW = time.time()
 BINDING = b"Bearer oracle"
 MISSING = object()
 FORBIDDEN = {"crit", "b64", "jku", "x5u", "jwk", "x5c"}
-VERIFIER = Verifier.with_secret(DUMMY_SECRET)
+VERIFIER = secret_verifier(DUMMY_SECRET)
 
 
 def b64url(data: bytes) -> bytes:

@@ -10,17 +10,16 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from authsvc.app import create_app
-from authsvc.config import BindingMode, Settings
+from authsvc.config import Settings
 from authsvc.credentials import Credentials
-from authsvc.decisionlog import MAX_LINE_BYTES, DecisionLog
+from authsvc.decisionlog import MAX_LINE_BYTES
 from authsvc.explain import explain
 from authsvc.keys import KeySource
-from authsvc.verify import Reason, Verdict, Verifier
-from tests.asgi import answer
-from tests.tokens import DUMMY_SECRET, sign
+from authsvc.verify import BindingMode, Reason, Verdict
+from tests.asgi import answer, dummy_app
+from tests.tokens import DUMMY_SECRET, secret_verifier, sign
 
-VERIFIER = Verifier.with_secret(DUMMY_SECRET)
+VERIFIER = secret_verifier(DUMMY_SECRET)
 BASE64URL = st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/. ")
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
@@ -74,7 +73,7 @@ HEADER_NAMES = st.sampled_from(
         b"x-other",
     ]
 )
-APP = create_app(Settings(secret=DUMMY_SECRET), decision_log=DecisionLog(io.StringIO()))
+APP = dummy_app()
 
 
 @settings(max_examples=300, deadline=None)
@@ -118,7 +117,7 @@ HEADERS: st.SearchStrategy[dict[str, object]] = st.just({}) | st.dictionaries(
     st.sampled_from(["kid", "typ", "x"]), CLAIM_VALUES
 )
 LOG = io.StringIO()
-LOGGED_APP = create_app(Settings(secret=DUMMY_SECRET), decision_log=DecisionLog(LOG))
+LOGGED_APP = dummy_app(LOG)
 KEYS = KeySource.from_settings(Settings(secret=DUMMY_SECRET))
 
 

@@ -10,6 +10,9 @@ import time
 from typing import Any
 
 from authsvc.config import PUBLIC_DUMMY_SECRET_B64
+from authsvc.jose import HS256
+from authsvc.keys import Key, KeySource
+from authsvc.verify import Verifier
 
 DUMMY_SECRET_B64 = PUBLIC_DUMMY_SECRET_B64
 
@@ -58,3 +61,13 @@ def token(
 
 def bound_token(binding_value: bytes = b"Bearer abc", **claims: Any) -> str:
     return token(pay=pay_for(binding_value), **claims)
+
+
+def secret_keys(secret: bytes = DUMMY_SECRET) -> KeySource:
+    """One HS256 secret, labelled as a configured secret is."""
+    return KeySource.of(Key(HS256, secret, "secret"))
+
+
+def secret_verifier(secret: bytes = DUMMY_SECRET, **options: Any) -> Verifier:
+    """The rules for one HS256 secret (no cache)."""
+    return Verifier(secret_keys(secret), **options)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
 import socket
 import time
@@ -18,16 +17,12 @@ from typing import Any
 
 import pytest
 
-from authsvc.app import create_app
-from authsvc.config import Settings
-from authsvc.decisionlog import DecisionLog
-from tests.asgi import answer
+from tests.asgi import answer, dummy_app
 from tests.e2e.servers import Stack
-from tests.tokens import DUMMY_SECRET
 
 CASES: list[dict[str, Any]] = json.loads(Path(__file__).with_name("cases.json").read_text())
 LIMIT_SECONDS = 2.0
-APP = create_app(Settings(secret=DUMMY_SECRET), decision_log=DecisionLog(io.StringIO()))
+APP = dummy_app()
 
 
 def header_pairs(case: dict[str, Any]) -> list[tuple[bytes, bytes]]:

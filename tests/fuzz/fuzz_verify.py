@@ -8,22 +8,18 @@ crash-* in tests/fuzz/corpus/, to be committed with the fix.
 from __future__ import annotations
 
 import asyncio
-import io
 import sys
 
 import atheris
 
 with atheris.instrument_imports():
-    from authsvc.app import create_app
-    from authsvc.config import BindingMode, Settings
     from authsvc.credentials import Credentials
-    from authsvc.decisionlog import DecisionLog
-    from authsvc.verify import Reason, Verifier
-    from tests.asgi import answer
-    from tests.tokens import DUMMY_SECRET, bound_token
+    from authsvc.verify import BindingMode, Reason
+    from tests.asgi import answer, dummy_app
+    from tests.tokens import bound_token, secret_verifier
 
-VERIFIER = Verifier.with_secret(DUMMY_SECRET)
-APP = create_app(Settings(secret=DUMMY_SECRET), decision_log=DecisionLog(io.StringIO()))
+VERIFIER = secret_verifier()
+APP = dummy_app()
 MODES = list(BindingMode)
 SEED = bound_token(b"Bearer fuzz").encode()
 

@@ -12,18 +12,21 @@ import falcon.testing
 import pytest
 
 from authsvc.app import create_app
-from authsvc.config import BindingMode, Settings
+from authsvc.config import Settings
 from authsvc.credentials import Credentials
 from authsvc.decisionlog import DecisionLog
 from authsvc.keys import KeySource
 from authsvc.metrics import Metrics
-from authsvc.verify import Verdict, Verifier
+from authsvc.runtime import Runtime
+from authsvc.verify import BindingMode, Verdict, Verifier
 from tests.tokens import (
     DUMMY_SECRET,
     DUMMY_SECRET_B64,
     HS256_HEADER,
     OTHER_SECRET,
     bound_token,
+    secret_keys,
+    secret_verifier,
     sign,
     token,
 )
@@ -38,7 +41,10 @@ class Service:
     def __init__(self, verifier: Verifier | None = None, **overrides: Any) -> None:
         self.settings = dataclasses.replace(Settings(secret=DUMMY_SECRET), **overrides)
         self.log = io.StringIO()
-        app = create_app(self.settings, verifier=verifier, decision_log=DecisionLog(self.log))
+        runtime = Runtime.from_settings(self.settings)
+        if verifier is not None:
+            runtime = dataclasses.replace(runtime, verifier=verifier)
+        app = create_app(runtime, decision_log=DecisionLog(self.log))
         self.client = falcon.testing.TestClient(app)
 
     def auth(
@@ -164,9 +170,10 @@ def test_allow_is_cacheable_until_exp_and_varies_on_token_and_binding(service: S
 def test_allow_never_says_a_negative_max_age() -> None:
     late = 2_000_000_000.0
     service = Service()
-    app = create_app(
-        service.settings, verifier=Verifier.with_secret(DUMMY_SECRET), clock=lambda: late
+    runtime = dataclasses.replace(
+        Runtime.from_settings(service.settings), verifier=secret_verifier()
     )
+    app = create_app(runtime, clock=lambda: late)
     result = falcon.testing.TestClient(app).simulate_get(
         "/auth", headers={"Approov-Token": valid(), "Authorization": AUTHORIZATION}
     )
@@ -340,7 +347,7 @@ class ExplodingVerifier(Verifier):
 def test_unexpected_error_in_verification_is_a_logged_deny_not_a_500(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    service = Service(verifier=ExplodingVerifier.with_secret(DUMMY_SECRET))
+    service = Service(verifier=ExplodingVerifier(secret_keys()))
     tok = valid()
     result = service.auth(tok)
     assert (result.status_code, result.headers["X-Approov-Reason"]) == (401, "internal_error")
@@ -366,7 +373,9 @@ def test_nothing_after_the_verdict_changes_the_answer(
     tok: str | None, expected: tuple[int, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = Settings(secret=DUMMY_SECRET)
-    client = falcon.testing.TestClient(create_app(settings, decision_log=ExplodingLog()))
+    client = falcon.testing.TestClient(
+        create_app(Runtime.from_settings(settings), decision_log=ExplodingLog())
+    )
     headers = {"Authorization": AUTHORIZATION, **({"Approov-Token": tok} if tok else {})}
     result = client.simulate_get("/auth", headers=headers)
     assert (result.status_code, result.headers["X-Approov-Reason"]) == expected
@@ -399,7 +408,7 @@ def test_unusual_header_bytes_get_401_not_an_error(service: Service, value: str)
 
 
 def test_healthz_answers_200_without_touching_the_verifier() -> None:
-    service = Service(verifier=ExplodingVerifier.with_secret(DUMMY_SECRET))
+    service = Service(verifier=ExplodingVerifier(secret_keys()))
     assert service.client.simulate_get("/healthz").status_code == 200
     assert service.client.simulate_head("/healthz").status_code == 200
 
@@ -551,7 +560,9 @@ def test_readyz_turns_503_once_the_worker_is_stopping() -> None:
     stopping = False
     settings = Settings(secret=DUMMY_SECRET)
     app = create_app(
-        settings, decision_log=DecisionLog(io.StringIO()), is_stopping=lambda: stopping
+        Runtime.from_settings(settings),
+        decision_log=DecisionLog(io.StringIO()),
+        is_stopping=lambda: stopping,
     )
     client = falcon.testing.TestClient(app)
     assert client.simulate_get("/readyz").status_code == 200
@@ -569,7 +580,9 @@ def test_a_metrics_failure_never_fails_the_request() -> None:
     metrics = Metrics()
     metrics.decisions = BrokenCounter()  # type: ignore[assignment]
     app = create_app(
-        Settings(secret=DUMMY_SECRET), decision_log=DecisionLog(io.StringIO()), metrics=metrics
+        Runtime.from_settings(Settings(secret=DUMMY_SECRET)),
+        decision_log=DecisionLog(io.StringIO()),
+        metrics=metrics,
     )
     client = falcon.testing.TestClient(app)
     headers = {"Approov-Token": valid(), "Authorization": AUTHORIZATION}

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from authsvc.config import BindingMode
+from authsvc.cache import CachingVerifier
 from authsvc.credentials import Credentials
-from authsvc.keys import HS256, Key, KeySource
-from authsvc.verify import Decision, Reason, Verdict, Verifier
-from tests.tokens import DUMMY_SECRET, OTHER_SECRET, bound_token, token
+from authsvc.verify import BindingMode, Decision, Reason, Verdict, Verifier
+from tests.tokens import OTHER_SECRET, bound_token, secret_keys, token
 
 BINDING = b"Bearer abc"
 NOW = 1_800_000_000.0
@@ -22,13 +21,15 @@ class Clock:
         return self.now
 
 
-def verifier(clock: Clock, size: int = 100, **options: Any) -> Verifier:
-    keys = KeySource.of(Key(HS256, DUMMY_SECRET, "secret"))
-    return Verifier(keys, cache_size=size, clock=clock, **options)
+def verifier(clock: Clock, size: int = 100, **options: Any) -> CachingVerifier:
+    return CachingVerifier(Verifier(secret_keys(), clock=clock, **options), size)
 
 
 def check(
-    v: Verifier, tok: str, binding: bytes | None = BINDING, mode: BindingMode = BindingMode.REQUIRED
+    v: CachingVerifier,
+    tok: str,
+    binding: bytes | None = BINDING,
+    mode: BindingMode = BindingMode.REQUIRED,
 ) -> Verdict:
     return v.check(Credentials((tok.encode(),), binding), mode)
 
@@ -95,12 +96,12 @@ def test_repeated_token_headers_and_binding_conflicts_bypass_the_cache() -> None
 
 def test_new_keys_empty_the_cache() -> None:
     clock = Clock()
-    source = KeySource.of(Key(HS256, DUMMY_SECRET, "secret"))
-    v = Verifier(source, cache_size=10, clock=clock)
+    source = secret_keys()
+    v = CachingVerifier(Verifier(source, clock=clock), 10)
     tok = bound_token(BINDING, exp=NOW + 60)
     check(v, tok)
     assert check(v, tok).cached
-    source.current = KeySource.of(Key(HS256, OTHER_SECRET, "secret")).current
+    source.current = secret_keys(OTHER_SECRET).current
     assert check(v, tok).reason is Reason.SIGNATURE_INVALID
 
 

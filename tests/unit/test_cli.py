@@ -12,18 +12,19 @@ from typing import Any
 
 import pytest
 
-from authsvc.cli import default_workers, main
-from authsvc.config import BindingMode
+from authsvc.cli import main
 from authsvc.credentials import Credentials
 from authsvc.devtoken import parse_duration
 from authsvc.environment import load_environment
-from authsvc.verify import Reason, Verifier
+from authsvc.server import default_workers
+from authsvc.verify import BindingMode, Reason
 from tests.tokens import (
     DUMMY_SECRET,
     DUMMY_SECRET_B64,
     OTHER_SECRET,
     b64url,
     bound_token,
+    secret_verifier,
     token,
 )
 
@@ -160,7 +161,7 @@ def test_token_mints_with_the_public_dummy_secret_a_token_authsvc_accepts(
     env = {"APPROOV_BASE64_SECRET": DUMMY_SECRET_B64}
     assert main(["token", "--expires", "2m", "--binding", "Bearer x", "--did", "d9"], env=env) == 0
     minted = capsys.readouterr().out.strip()
-    verdict = Verifier.with_secret(DUMMY_SECRET).check(
+    verdict = secret_verifier(DUMMY_SECRET).check(
         Credentials((minted.encode(),), b"Bearer x"), BindingMode.REQUIRED
     )
     assert verdict.reason is Reason.OK

@@ -6,7 +6,8 @@ import base64
 
 import pytest
 
-from authsvc.config import BindingMode, ConfigError, Settings
+from authsvc.config import ConfigError, Settings
+from authsvc.verify import BindingMode
 from tests.tokens import DUMMY_SECRET, DUMMY_SECRET_B64
 
 BASE = {"APPROOV_BASE64_SECRET": DUMMY_SECRET_B64}

@@ -13,10 +13,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from authsvc.config import BindingMode, ConfigError, Settings
+from authsvc.config import ConfigError, Settings
 from authsvc.credentials import Credentials
-from authsvc.keys import ES256, HS256, RS256, Key, KeySet, KeySource, load_keys, parse_jwks
-from authsvc.verify import Reason, Verdict, Verifier
+from authsvc.jose import ES256, HS256, RS256
+from authsvc.keys import Key, KeySet, KeySource, load_keys, parse_jwks
+from authsvc.verify import BindingMode, Reason, Verdict, Verifier
 from tests.tokens import DUMMY_SECRET, DUMMY_SECRET_B64, OTHER_SECRET, b64url, sign, token
 
 # --- RFC 7515 appendix A vectors -------------------------------------------------------------

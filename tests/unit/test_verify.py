@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from authsvc.config import BindingMode
 from authsvc.credentials import Credentials
 from authsvc.verify import (
     MAX_TOKEN_BYTES,
+    BindingMode,
     Decision,
     Reason,
     Verdict,
@@ -25,6 +25,7 @@ from tests.tokens import (
     bound_token,
     json_bytes,
     pay_for,
+    secret_verifier,
     sign,
     token,
 )
@@ -41,7 +42,7 @@ def check(
 ) -> Verdict:
     raw = tok.encode() if isinstance(tok, str) else tok
     credentials = Credentials(() if raw is None else (raw,), binding)
-    return (verifier or Verifier.with_secret(DUMMY_SECRET)).check(credentials, mode)
+    return (verifier or secret_verifier(DUMMY_SECRET)).check(credentials, mode)
 
 
 def reason(tok: str | bytes | None, **kwargs: Any) -> Reason:
@@ -49,7 +50,7 @@ def reason(tok: str | bytes | None, **kwargs: Any) -> Reason:
 
 
 def at_now(**kwargs: Any) -> Verifier:
-    return Verifier.with_secret(DUMMY_SECRET, clock=lambda: NOW, **kwargs)
+    return secret_verifier(DUMMY_SECRET, clock=lambda: NOW, **kwargs)
 
 
 # --- allowed ---------------------------------------------------------------------------------
@@ -98,7 +99,7 @@ def test_rfc7515_a1_token_is_denied_with_another_key() -> None:
 
 def test_rfc7515_a1_token_verifies_with_its_key_and_is_expired() -> None:
     """Its JSON has CRLF whitespace; its exp is in 2011."""
-    assert reason(RFC7515_A1_TOKEN, verifier=Verifier.with_secret(RFC7515_A1_KEY)) is Reason.EXPIRED
+    assert reason(RFC7515_A1_TOKEN, verifier=secret_verifier(RFC7515_A1_KEY)) is Reason.EXPIRED
 
 
 # --- algorithm: HS256 only, never chosen by the token ------------------------------------------
@@ -221,13 +222,13 @@ def test_issuer_is_checked_only_when_configured() -> None:
     tok = token(iss="someone", pay=pay_for(BINDING))
     assert reason(tok) is Reason.OK
     assert (
-        reason(tok, verifier=Verifier.with_secret(DUMMY_SECRET, issuer="approov"))
+        reason(tok, verifier=secret_verifier(DUMMY_SECRET, issuer="approov"))
         is Reason.CLAIMS_INVALID
     )
     assert (
         reason(
             token(iss="approov", pay=pay_for(BINDING)),
-            verifier=Verifier.with_secret(DUMMY_SECRET, issuer="approov"),
+            verifier=secret_verifier(DUMMY_SECRET, issuer="approov"),
         )
         is Reason.OK
     )
@@ -246,8 +247,7 @@ def test_issuer_is_checked_only_when_configured() -> None:
 def test_audience_when_configured_must_match_or_be_listed(aud: Any, expected: Reason) -> None:
     claims = {"pay": pay_for(BINDING)} if aud is None else {"aud": aud, "pay": pay_for(BINDING)}
     assert (
-        reason(token(**claims), verifier=Verifier.with_secret(DUMMY_SECRET, audience="api"))
-        is expected
+        reason(token(**claims), verifier=secret_verifier(DUMMY_SECRET, audience="api")) is expected
     )
 
 
@@ -373,7 +373,7 @@ def test_empty_token_is_missing() -> None:
 @pytest.mark.parametrize("second", [b"", b"x"])
 def test_token_header_sent_twice_is_denied_even_if_one_copy_is_empty(second: bytes) -> None:
     tok = bound_token(BINDING).encode()
-    verdict = Verifier.with_secret(DUMMY_SECRET).check(
+    verdict = secret_verifier(DUMMY_SECRET).check(
         Credentials((tok, second), BINDING), BindingMode.OFF
     )
     assert verdict.reason is Reason.TOKEN_DUPLICATED
@@ -446,7 +446,7 @@ def test_binding_off_ignores_pay_and_the_header() -> None:
 
 def test_binding_header_sent_twice_with_different_values_is_denied() -> None:
     credentials = Credentials((bound_token(BINDING).encode(),), BINDING, binding_conflict=True)
-    verdict = Verifier.with_secret(DUMMY_SECRET).check(credentials, BindingMode.REQUIRED)
+    verdict = secret_verifier(DUMMY_SECRET).check(credentials, BindingMode.REQUIRED)
     assert verdict.reason is Reason.BINDING_HEADER_DUPLICATED
 
 
@@ -454,7 +454,7 @@ def test_binding_header_sent_twice_with_different_values_is_denied() -> None:
 
 
 def test_invalid_token_in_token_monitor_mode_is_allowed_as_monitor() -> None:
-    verifier = Verifier.with_secret(DUMMY_SECRET, abort_on_invalid_token=False)
+    verifier = secret_verifier(DUMMY_SECRET, abort_on_invalid_token=False)
     verdict = check(bound_token(BINDING, secret=OTHER_SECRET), verifier=verifier)
     assert (verdict.reason, verdict.decision, verdict.allowed) == (
         Reason.SIGNATURE_INVALID,
@@ -464,24 +464,24 @@ def test_invalid_token_in_token_monitor_mode_is_allowed_as_monitor() -> None:
 
 
 def test_token_monitor_mode_does_not_excuse_binding_failures() -> None:
-    verifier = Verifier.with_secret(DUMMY_SECRET, abort_on_invalid_token=False)
+    verifier = secret_verifier(DUMMY_SECRET, abort_on_invalid_token=False)
     verdict = check(bound_token(b"Bearer other"), verifier=verifier)
     assert (verdict.reason, verdict.decision) == (Reason.BINDING_MISMATCH, Decision.DENY)
 
 
 def test_binding_failure_in_binding_monitor_mode_is_allowed_as_monitor() -> None:
-    verifier = Verifier.with_secret(DUMMY_SECRET, abort_on_invalid_binding=False)
+    verifier = secret_verifier(DUMMY_SECRET, abort_on_invalid_binding=False)
     verdict = check(bound_token(b"Bearer other"), verifier=verifier)
     assert (verdict.reason, verdict.decision) == (Reason.BINDING_MISMATCH, Decision.MONITOR)
 
 
 def test_missing_pay_is_a_binding_failure_for_the_monitor_flags() -> None:
-    verifier = Verifier.with_secret(DUMMY_SECRET, abort_on_invalid_binding=False)
+    verifier = secret_verifier(DUMMY_SECRET, abort_on_invalid_binding=False)
     assert check(token(), verifier=verifier).decision is Decision.MONITOR
 
 
 def test_binding_monitor_mode_does_not_excuse_invalid_tokens() -> None:
-    verifier = Verifier.with_secret(DUMMY_SECRET, abort_on_invalid_binding=False)
+    verifier = secret_verifier(DUMMY_SECRET, abort_on_invalid_binding=False)
     assert check(token(exp=1), verifier=verifier).decision is Decision.DENY
 
 

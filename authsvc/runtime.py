@@ -1,0 +1,44 @@
+"""What a running authsvc is made of, loaded once from the environment: settings, keys, verifier.
+
+`load` is the one place settings and keys are read (the CLI at start-up, the server on HUP);
+the app is built from the Runtime it returns and reads nothing itself.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from authsvc.cache import CachingVerifier
+from authsvc.config import Settings
+from authsvc.keys import KeySource
+from authsvc.verify import Checker, Verifier
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    settings: Settings
+    keys: KeySource
+    verifier: Checker
+
+    @classmethod
+    def from_settings(cls, settings: Settings, clock: Callable[[], float] = time.time) -> Runtime:
+        """Keys read (a ConfigError lists every problem) and the verifier built around them."""
+        keys = KeySource.from_settings(settings)
+        verifier = Verifier(
+            keys,
+            leeway_seconds=settings.leeway_seconds,
+            issuer=settings.issuer,
+            audience=settings.audience,
+            abort_on_invalid_token=settings.abort_on_invalid_token,
+            abort_on_invalid_binding=settings.abort_on_invalid_binding,
+            clock=clock,
+        )
+        size = settings.verified_cache_size
+        return cls(settings, keys, CachingVerifier(verifier, size) if size else verifier)
+
+
+def load(environ: Mapping[str, str], clock: Callable[[], float] = time.time) -> Runtime:
+    """Settings from `environ`, then keys and verifier; one ConfigError lists every problem."""
+    return Runtime.from_settings(Settings.from_env(environ), clock)
