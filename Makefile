@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.runtime-installed
 INSTALLED := $(VENV)/.installed
 
 # Ports of the demo (nginx, authsvc, demo backend), all on 127.0.0.1.
@@ -14,13 +15,18 @@ FUZZ_SECONDS ?= 60
 
 test: lint typecheck pytest
 
-$(INSTALLED): requirements-dev.lock pyproject.toml
+# What authsvc itself needs (the demo stops here), then the tools of the tests on top.
+$(RUNTIME): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
-demo: $(INSTALLED)
+$(INSTALLED): $(RUNTIME) requirements-dev.lock
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
+	touch $@
+
+demo: $(RUNTIME)
 	@$(BIN)/python -m demo --port $(DEMO_PORT) --authsvc-port $(AUTHSVC_PORT) \
 		--backend-port $(BACKEND_PORT)
 

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 from authsvc.verify import BindingMode
@@ -35,8 +35,6 @@ DEFAULT_BINDING_HEADERS: tuple[str, ...] = ("Authorization",)
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
-
-T = TypeVar("T")
 
 
 class ConfigError(Exception):
@@ -83,71 +81,31 @@ class Settings:
         Key files are only named here; `authsvc.keys` reads them.
         """
         problems: list[str] = []
-
-        def read(name: str, parse: Callable[[str], T], default: T) -> T:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                return parse(raw)
-            except ValueError as error:
-                problems.append(f"{name}: {error}")
-                return default
-
         if not any(env.get(name, "").strip() for name in KEY_SETTINGS):
             problems.append(
                 "no verification key: set APPROOV_BASE64_SECRET to the secret that"
                 " `approov secret -get base64` prints (or APPROOV_BASE64_SECRET_FILE,"
                 " APPROOV_PUBLIC_KEY_FILE, APPROOV_JWKS_FILE, APPROOV_JWKS_URL)"
             )
-        secret = read("APPROOV_BASE64_SECRET", decode_secret, None)
-        secret_file = read("APPROOV_BASE64_SECRET_FILE", Path, None)
-        if secret is not None and secret_file is not None:
+        values: dict[str, Any] = {}
+        for name, field_name, parse in _FROM_ENV:
+            raw = env.get(name, "").strip()
+            if not raw:
+                continue  # the field's default
+            try:
+                values[field_name] = parse(raw)
+            except ValueError as error:
+                problems.append(f"{name}: {error}")
+        settings = cls(**values)
+        if settings.secret is not None and settings.secret_file is not None:
             problems.append(
                 "APPROOV_BASE64_SECRET and APPROOV_BASE64_SECRET_FILE are both set; keep one"
             )
-        token_header = read("APPROOV_TOKEN_HEADER", _parse_header_name, DEFAULT_TOKEN_HEADER)
-        binding_headers = read(
-            "APPROOV_TOKEN_BINDING_HEADER", _parse_header_list, DEFAULT_BINDING_HEADERS
-        )
-        if token_header.lower() in {name.lower() for name in binding_headers}:
+        if settings.token_header.lower() in {name.lower() for name in settings.binding_headers}:
             problems.append(
                 "APPROOV_TOKEN_BINDING_HEADER: must not include the token header"
-                f" {token_header!r}; a token cannot be bound to itself"
+                f" {settings.token_header!r}; a token cannot be bound to itself"
             )
-        settings = cls(
-            secret=secret,
-            secret_file=secret_file,
-            previous_secrets=read("APPROOV_BASE64_SECRET_PREVIOUS", _parse_secret_list, ()),
-            public_key_file=read("APPROOV_PUBLIC_KEY_FILE", Path, None),
-            jwks_file=read("APPROOV_JWKS_FILE", Path, None),
-            jwks_url=read("APPROOV_JWKS_URL", _parse_jwks_url, None),
-            jwks_refresh_seconds=read(
-                "APPROOV_JWKS_REFRESH_SECONDS", _whole_number(10, 86400), 300
-            ),
-            jwks_timeout_seconds=read("APPROOV_JWKS_TIMEOUT_SECONDS", _whole_number(1, 60), 5),
-            token_header=token_header,
-            binding_headers=binding_headers,
-            binding_mode=read("APPROOV_TOKEN_BINDING", _parse_binding_mode, BindingMode.REQUIRED),
-            abort_on_invalid_token=read(
-                "APPROOV_ABORT_REQUEST_ON_INVALID_TOKEN", _parse_bool, True
-            ),
-            abort_on_invalid_binding=read(
-                "APPROOV_ABORT_REQUEST_ON_INVALID_TOKEN_BINDING", _parse_bool, True
-            ),
-            logging_enabled=read("APPROOV_LOGGING_ENABLED", _parse_bool, True),
-            allow_status=read("APPROOV_ALLOW_STATUS", _parse_allow_status, 204),
-            leeway_seconds=read(
-                "APPROOV_LEEWAY_SECONDS",
-                _whole_number(0, MAX_LEEWAY_SECONDS, "; fix the clock (NTP) rather than widen it"),
-                0,
-            ),
-            verified_cache_size=read(
-                "APPROOV_VERIFIED_CACHE_SIZE", _whole_number(0, 1_000_000), 10_000
-            ),
-            issuer=read("APPROOV_ISSUER", str, None),
-            audience=read("APPROOV_AUDIENCE", str, None),
-        )
         if problems:
             raise ConfigError(problems)
         return settings
@@ -286,3 +244,32 @@ def _parse_allow_status(raw: str) -> int:
     if raw not in {"200", "204"}:
         raise ValueError(f"{raw!r} is not 200 or 204")
     return int(raw)
+
+
+# Every setting: its environment variable, the Settings field it fills, and how its text is
+# read. The defaults are the fields' own (above); an empty value means the default.
+_FROM_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
+    ("APPROOV_BASE64_SECRET", "secret", decode_secret),
+    ("APPROOV_BASE64_SECRET_FILE", "secret_file", Path),
+    ("APPROOV_BASE64_SECRET_PREVIOUS", "previous_secrets", _parse_secret_list),
+    ("APPROOV_PUBLIC_KEY_FILE", "public_key_file", Path),
+    ("APPROOV_JWKS_FILE", "jwks_file", Path),
+    ("APPROOV_JWKS_URL", "jwks_url", _parse_jwks_url),
+    ("APPROOV_JWKS_REFRESH_SECONDS", "jwks_refresh_seconds", _whole_number(10, 86400)),
+    ("APPROOV_JWKS_TIMEOUT_SECONDS", "jwks_timeout_seconds", _whole_number(1, 60)),
+    ("APPROOV_TOKEN_HEADER", "token_header", _parse_header_name),
+    ("APPROOV_TOKEN_BINDING_HEADER", "binding_headers", _parse_header_list),
+    ("APPROOV_TOKEN_BINDING", "binding_mode", _parse_binding_mode),
+    ("APPROOV_ABORT_REQUEST_ON_INVALID_TOKEN", "abort_on_invalid_token", _parse_bool),
+    ("APPROOV_ABORT_REQUEST_ON_INVALID_TOKEN_BINDING", "abort_on_invalid_binding", _parse_bool),
+    ("APPROOV_LOGGING_ENABLED", "logging_enabled", _parse_bool),
+    ("APPROOV_ALLOW_STATUS", "allow_status", _parse_allow_status),
+    (
+        "APPROOV_LEEWAY_SECONDS",
+        "leeway_seconds",
+        _whole_number(0, MAX_LEEWAY_SECONDS, "; fix the clock (NTP) rather than widen it"),
+    ),
+    ("APPROOV_VERIFIED_CACHE_SIZE", "verified_cache_size", _whole_number(0, 1_000_000)),
+    ("APPROOV_ISSUER", "issuer", str),
+    ("APPROOV_AUDIENCE", "audience", str),
+)

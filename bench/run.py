@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import os
 import re
 import shutil
 import subprocess
@@ -29,7 +28,16 @@ from authsvc.config import PUBLIC_DUMMY_SECRET_B64
 from authsvc.devtoken import mint
 from demo import nginx
 from demo.gateways import ENVOY
-from demo.processes import children, free_port, rss_mb, spawn, stop, wait_until_answering
+from demo.processes import (
+    authsvc_env,
+    authsvc_serve,
+    children,
+    free_port,
+    rss_mb,
+    spawn,
+    stop,
+    wait_until_ready,
+)
 
 BENCH = REPO / "bench"
 NJS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
@@ -243,8 +251,7 @@ def main() -> int:
     rotate_100k.write_text("\n".join(lines) + "\n")
     invalid = one[:-4] + ("AAAA" if not one.endswith("AAAA") else "BBBB")
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APPROOV_")}
-    env["APPROOV_BASE64_SECRET"] = PUBLIC_DUMMY_SECRET_B64
+    env = authsvc_env()
     authsvc_port, naive_port = free_port(), free_port()
     ports = [free_port() for _ in range(8)]
     socket_path = workdir / "authsvc.sock"
@@ -252,35 +259,11 @@ def main() -> int:
     try:
         with (workdir / "authsvc.log").open("ab") as log:
             authsvc = spawn(
-                [
-                    sys.executable,
-                    "-m",
-                    "authsvc",
-                    "serve",
-                    "--bind",
-                    f"127.0.0.1:{authsvc_port}",
-                    "--workers",
-                    str(args.authsvc_workers),
-                ],
-                log,
-                env,
+                authsvc_serve(f"127.0.0.1:{authsvc_port}", args.authsvc_workers), log, env
             )
             running.append(authsvc)
             running.append(
-                spawn(
-                    [
-                        sys.executable,
-                        "-m",
-                        "authsvc",
-                        "serve",
-                        "--bind",
-                        f"unix:{socket_path}",
-                        "--workers",
-                        str(args.authsvc_workers),
-                    ],
-                    log,
-                    env,
-                )
+                spawn(authsvc_serve(f"unix:{socket_path}", args.authsvc_workers), log, env)
             )
             naive = spawn(
                 [
@@ -301,7 +284,7 @@ def main() -> int:
                 env,
             )
             running.append(naive)
-        wait_until_answering(f"http://127.0.0.1:{authsvc_port}/healthz", authsvc)
+        wait_until_ready(f"http://127.0.0.1:{authsvc_port}", authsvc)
         servers = SERVERS.format(
             njs_dir=BENCH / "njs",
             naive=naive_port,

@@ -26,10 +26,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from authsvc.config import PUBLIC_DUMMY_SECRET_B64
 from authsvc.devtoken import mint
 from demo import nginx
-from demo.processes import children, free_port, rss_mb, spawn, stop, wait_until_answering
+from demo.processes import (
+    WORKER_READY,
+    authsvc_env,
+    authsvc_serve,
+    children,
+    free_port,
+    rss_mb,
+    spawn,
+    stop,
+    wait_until_answering,
+    wait_until_ready,
+)
 from tests.tokens import DUMMY_SECRET  # the dummy secret, decoded
 
 BINDING = "Bearer soak-user"
@@ -42,28 +52,11 @@ class Authsvc:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("APPROOV_")}
-        env["APPROOV_BASE64_SECRET"] = PUBLIC_DUMMY_SECRET_B64
-        with (self.workdir / "authsvc.log").open("ab") as log:
-            self.process = spawn(
-                [
-                    sys.executable,
-                    "-m",
-                    "authsvc",
-                    "serve",
-                    "--bind",
-                    f"127.0.0.1:{self.port}",
-                    "--workers",
-                    "2",
-                ],
-                log,
-                env,
-            )
-        wait_until_answering(f"http://127.0.0.1:{self.port}/healthz", self.process)
-        deadline = time.monotonic() + 20
-        while len(children(self.process.pid)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(1)  # both workers past their boot
+        log_path = self.workdir / "authsvc.log"
+        booted_before = log_path.read_text().count(WORKER_READY) if log_path.exists() else 0
+        with log_path.open("ab") as log:
+            self.process = spawn(authsvc_serve(f"127.0.0.1:{self.port}", 2), log, authsvc_env())
+        wait_until_ready(f"http://127.0.0.1:{self.port}", self.process, log_path, 2, booted_before)
 
     def stop(self) -> None:
         if self.process is not None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import os
 import shlex
 import shutil
 import signal
@@ -21,7 +20,7 @@ from pathlib import Path
 from authsvc.config import PUBLIC_DUMMY_SECRET_B64
 from authsvc.devtoken import mint
 from demo import nginx
-from demo.processes import spawn, stop, wait_until_answering
+from demo.processes import authsvc_env, authsvc_serve, spawn, stop, wait_until_answering
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TOKEN_LIFETIME_SECONDS = 3600
@@ -77,8 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     workdir = Path(tempfile.mkdtemp(prefix="authsvc-demo-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APPROOV_")}
-    env.update(APPROOV_BASE64_SECRET=PUBLIC_DUMMY_SECRET_B64, PYTHONPATH=str(REPO_ROOT))
+    env = authsvc_env({"PYTHONPATH": str(REPO_ROOT)})  # the dummy secret; demo/ from here
     nginx.render(workdir, ports)
     # (process, how to stop it); gunicorn's SIGQUIT is its immediate shutdown.
     running: list[tuple[subprocess.Popen[bytes], signal.Signals]] = []
@@ -103,17 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             "backend.log",
         )
         start(
-            [
-                sys.executable,
-                "-m",
-                "authsvc",
-                "serve",
-                "--bind",
-                f"127.0.0.1:{ports.authsvc}",
-                "--workers",
-                "2",
-            ],
-            f"http://127.0.0.1:{ports.authsvc}/healthz",
+            authsvc_serve(f"127.0.0.1:{ports.authsvc}", 2),
+            f"http://127.0.0.1:{ports.authsvc}/readyz",
             None,
             signal.SIGQUIT,
         )

@@ -1,4 +1,5 @@
-"""Start, wait for and stop local processes (the demo's and the end-to-end tests')."""
+"""Start, wait for and stop local processes: authsvc, nginx, the demo backend — for the demo, the
+benchmark, the soak and the end-to-end tests alike."""
 
 from __future__ import annotations
 
@@ -8,15 +9,63 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
+from authsvc.config import KEY_SETTINGS, PUBLIC_DUMMY_SECRET_B64
+
 START_TIMEOUT_SECONDS = 20
 STOP_TIMEOUT_SECONDS = 10
+WORKER_READY = "Started server process"  # what each authsvc worker logs once it serves
+
+
+def authsvc_serve(
+    bind: str,
+    workers: int,
+    *extra: str,
+    command: Sequence[str] = (sys.executable, "-m", "authsvc"),
+) -> list[str]:
+    """The command line of `authsvc serve`."""
+    return [*command, "serve", "--bind", bind, "--workers", str(workers), *extra]
+
+
+def authsvc_env(settings: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This environment without its APPROOV_* settings, then `settings`; Approov's public dummy
+    secret unless `settings` names a key."""
+    settings = dict(settings or {})
+    names_a_key = any(name in settings for name in KEY_SETTINGS)
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("APPROOV_")},
+        **({} if names_a_key else {"APPROOV_BASE64_SECRET": PUBLIC_DUMMY_SECRET_B64}),
+        **settings,
+    }
+
+
+def wait_until_ready(
+    url: str,
+    process: subprocess.Popen[bytes],
+    log: Path | None = None,
+    workers: int = 0,
+    booted_before: int = 0,
+    *,
+    keys_loaded: bool = True,
+) -> None:
+    """Poll `url`/readyz until it answers 200 (`/healthz` if the keys need not be loaded yet);
+    then, given authsvc's log, until `workers` more workers have logged that they serve (a stop
+    signal that reaches a booting worker is lost)."""
+    wait_until_answering(f"{url}/{'readyz' if keys_loaded else 'healthz'}", process)
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while log is not None and log.read_text(errors="replace").count(WORKER_READY) < (
+        booted_before + workers
+    ):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{workers} workers of {url} did not boot")
+        time.sleep(0.05)
 
 
 def spawn(

@@ -3,8 +3,6 @@ from the rules (README "What is verified"), not from the code."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import json
 import time
@@ -16,21 +14,13 @@ from hypothesis import strategies as st
 
 from authsvc.credentials import Credentials
 from authsvc.verify import BindingMode
-from tests.tokens import DUMMY_SECRET, OTHER_SECRET, secret_verifier
+from tests.tokens import DUMMY_SECRET, OTHER_SECRET, b64url, pay_for, secret_verifier
 
 NOW = time.time()
 BINDING = b"Bearer oracle"
 MISSING = object()
 FORBIDDEN = {"crit", "b64", "jku", "x5u", "jwk", "x5c"}
 VERIFIER = secret_verifier(DUMMY_SECRET)
-
-
-def b64url(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
-
-
-def good_pay(value: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(value).digest()).decode()
 
 
 @dataclass
@@ -67,7 +57,7 @@ def oracle(built: Built) -> str:
         return "not_yet_valid"
     if "pay" not in claims:
         return "binding_missing"
-    return "ok" if claims["pay"] == good_pay(built.binding) else "binding_mismatch"
+    return "ok" if claims["pay"] == pay_for(built.binding) else "binding_mismatch"
 
 
 @st.composite
@@ -103,7 +93,7 @@ def tokens(draw: st.DrawFn) -> Built:
         claims["nbf"] = nbf
     pay = draw(
         st.sampled_from(
-            [good_pay(BINDING), good_pay(BINDING), MISSING, "x", 1, good_pay(BINDING).rstrip("=")]
+            [pay_for(BINDING), pay_for(BINDING), MISSING, "x", 1, pay_for(BINDING).rstrip("=")]
         )
     )
     if pay is not MISSING:

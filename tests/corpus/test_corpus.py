@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.asgi import answer, dummy_app
-from tests.e2e.servers import Stack
+from tests.e2e.servers import Stack, exchange
 
 CASES: list[dict[str, Any]] = json.loads(Path(__file__).with_name("cases.json").read_text())
 LIMIT_SECONDS = 2.0
@@ -54,15 +53,7 @@ def nginx_status(port: int, case: dict[str, Any], target: str) -> int | None:
     if length:
         lines.append(b"Content-Length: %d" % length)
     raw = b"\r\n".join([*lines, b"Connection: close", b"", b""]) + body
-    with socket.create_connection(("127.0.0.1", port), timeout=LIMIT_SECONDS) as connection:
-        connection.sendall(raw)
-        received = b""
-        while b"\r\n" not in received:
-            chunk = connection.recv(4096)
-            if not chunk:
-                return None
-            received += chunk
-    return int(received.split(b" ", 2)[1])
+    return exchange(port, raw, LIMIT_SECONDS)
 
 
 def reason_logged(stack: Stack, target: str) -> str:

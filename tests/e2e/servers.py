@@ -6,22 +6,44 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from authsvc.config import KEY_SETTINGS
 from demo import nginx
 from demo.gateways import Gateway
-from demo.processes import START_TIMEOUT_SECONDS, free_port, spawn, stop, wait_until_answering
-from tests.tokens import DUMMY_SECRET_B64
+from demo.processes import (
+    WORKER_READY,
+    authsvc_env,
+    authsvc_serve,
+    free_port,
+    spawn,
+    stop,
+    wait_until_answering,
+    wait_until_ready,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-WORKER_READY = "Started server process"  # what each worker (uvicorn) logs once serving
+
+
+ANSWER_WITHIN_SECONDS = 2.0
+
+
+def exchange(port: int, raw: bytes, timeout: float = ANSWER_WITHIN_SECONDS) -> int | None:
+    """Send raw bytes, return the status of the first response (None: connection closed)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+        conn.sendall(raw)
+        received = b""
+        while b"\r\n" not in received:
+            chunk = conn.recv(4096)  # socket.timeout here means the server hung
+            if not chunk:
+                return None
+            received += chunk
+    return int(received.split(b" ", 2)[1])
 
 
 class Process:
@@ -57,7 +79,7 @@ class Process:
 
 
 class Authsvc(Process):
-    """`authsvc serve` on a loopback port with the dummy secret."""
+    """`authsvc serve` on a loopback port with the dummy secret (unless `env` names a key)."""
 
     # gunicorn's immediate shutdown: a graceful one waits for nginx's idle keep-alive
     # connections for up to graceful_timeout.
@@ -72,39 +94,29 @@ class Authsvc(Process):
         port: int | None = None,
         command: tuple[str, ...] = (sys.executable, "-m", "authsvc"),
         extra_args: tuple[str, ...] = (),
+        keys_loaded: bool = True,
     ) -> None:
         self.port = port or free_port()
         super().__init__(f"authsvc-{self.port}", log_dir)
         self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(env or {})
-        names_a_key = any(name in env for name in KEY_SETTINGS)
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("APPROOV_")},
-            **({} if names_a_key else {"APPROOV_BASE64_SECRET": DUMMY_SECRET_B64}),
-            **env,
-        }
+        self.env = authsvc_env(env)
         self._workers = workers
-        self._argv = [
-            *command,
-            "serve",
-            "--bind",
-            f"127.0.0.1:{self.port}",
-            "--workers",
-            str(workers),
-            *extra_args,
-        ]
+        self._keys_loaded = keys_loaded
+        self._argv = authsvc_serve(f"127.0.0.1:{self.port}", workers, *extra_args, command=command)
 
     def start(self) -> Authsvc:
         booted_before = self.log_text().count(WORKER_READY)
 
         def ready() -> None:
-            wait_until_answering(f"{self.url}/healthz", self.process)
-            # Every worker up: a stop signal that reaches a worker still booting is lost, and
-            # the master then waits out the graceful timeout for it.
-            deadline = time.monotonic() + START_TIMEOUT_SECONDS
-            while self.log_text().count(WORKER_READY) - booted_before < self._workers:
-                assert time.monotonic() < deadline, self.log_text()
-                time.sleep(0.05)
+            assert self.process is not None
+            wait_until_ready(
+                self.url,
+                self.process,
+                self.log_path,
+                self._workers,
+                booted_before,
+                keys_loaded=self._keys_loaded,
+            )
 
         self.launch(self._argv, self.env, ready)
         return self

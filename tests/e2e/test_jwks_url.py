@@ -98,7 +98,9 @@ def test_jwks_url_keys_verify_tokens_from_start_up(jwks: JwksServer, tmp_path: P
 
 def test_unready_and_denying_until_the_jwks_url_answers(jwks: JwksServer, tmp_path: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    server = Authsvc(tmp_path, env={"APPROOV_JWKS_URL": jwks.url}, workers=1).start()
+    server = Authsvc(
+        tmp_path, env={"APPROOV_JWKS_URL": jwks.url}, workers=1, keys_loaded=False
+    ).start()
     try:
         assert status(f"{server.url}/readyz")[0] == 503
         assert status(f"{server.url}/auth-binding-off", es256_token(key, "k1")) == (

@@ -10,25 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.servers import Authsvc
+from tests.e2e.servers import Authsvc, exchange
 from tests.tokens import OTHER_SECRET, bound_token
 
 pytestmark = pytest.mark.e2e
-
-ANSWER_WITHIN_SECONDS = 2.0
-
-
-def exchange(port: int, raw: bytes, timeout: float = ANSWER_WITHIN_SECONDS) -> int | None:
-    """Send raw bytes, return the status of the first response (None: connection closed)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
-        conn.sendall(raw)
-        received = b""
-        while b"\r\n" not in received:
-            chunk = conn.recv(4096)  # socket.timeout here means the server hung
-            if not chunk:
-                return None
-            received += chunk
-    return int(received.split(b" ", 2)[1])
 
 
 def request(path: str, headers: list[tuple[bytes, bytes]], method: bytes = b"GET") -> bytes:
