@@ -1,5 +1,6 @@
-"""End to end through a real Envoy (ext_authz) and a real Caddy (forward_auth), each running its
-shipped file, in front of the real `authsvc serve` (shipped defaults) and a counting backend."""
+"""The same checks through every proxy authsvc ships a configuration for: a real nginx (the
+include and example site), Envoy (ext_authz) and Caddy (forward_auth), each running its shipped
+file in front of the real `authsvc serve` (shipped defaults) and a counting backend."""
 
 from __future__ import annotations
 
@@ -13,29 +14,37 @@ from typing import Any
 
 import pytest
 
+from demo import nginx
 from demo.gateways import GATEWAYS
-from tests.conftest import gateway_available
+from tests.conftest import gateway_available, require
 from tests.e2e.app_requests import AUTHORIZATION, METHODS, approov, valid_token
-from tests.e2e.servers import Authsvc, GatewayStack
+from tests.e2e.servers import Authsvc, GatewayStack, ProxiedStack, Stack
 from tests.tokens import OTHER_SECRET, b64url, bound_token, json_bytes, token
 
 pytestmark = pytest.mark.e2e
 
-# What each gateway answers when authsvc cannot be reached: Envoy as the shipped file chooses
-# (status_on_error), Caddy as forward_auth does.
-UNAVAILABLE = {"envoy": 503, "caddy": 502}
+# What each proxy answers when authsvc cannot be reached: nginx and Envoy as the shipped files
+# choose (the include's map, status_on_error), Caddy as forward_auth does.
+UNAVAILABLE = {"nginx": 503, "envoy": 503, "caddy": 502}
 
 
-@pytest.fixture(scope="module", params=sorted(GATEWAYS))
+@pytest.fixture(scope="module", params=["nginx", *sorted(GATEWAYS)])
 def gateway(request: pytest.FixtureRequest) -> str:
     name: str = request.param
-    gateway_available(name)
+    if name == "nginx":
+        require(nginx.find_nginx() is not None, nginx.INSTALL_HINT)
+    else:
+        gateway_available(name)
     return name
 
 
+def start_stack(gateway: str, root: Path) -> ProxiedStack:
+    return Stack(root) if gateway == "nginx" else GatewayStack(GATEWAYS[gateway], root)
+
+
 @pytest.fixture(scope="module")
-def stack(gateway: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayStack]:
-    running = GatewayStack(GATEWAYS[gateway], tmp_path_factory.mktemp(gateway))
+def stack(gateway: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxiedStack]:
+    running = start_stack(gateway, tmp_path_factory.mktemp(gateway))
     yield running
     running.stop()
 
@@ -47,7 +56,7 @@ def unsigned_token() -> str:
     return (header + b"." + payload + b".").decode()
 
 
-def decision_for(stack: GatewayStack, uri: str) -> dict[str, Any]:
+def decision_for(stack: ProxiedStack, uri: str) -> dict[str, Any]:
     """authsvc's decision line for the request whose original URI was `uri`."""
     deadline = time.monotonic() + 5
     while True:
@@ -63,7 +72,7 @@ def decision_for(stack: GatewayStack, uri: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("method", METHODS)
 def test_valid_token_reaches_the_backend_with_method_path_and_query(
-    stack: GatewayStack, method: str
+    stack: ProxiedStack, method: str
 ) -> None:
     reply = stack.send(method, "/api/items/7?colour=red&size=2", approov())
     assert reply.status == 200
@@ -78,7 +87,7 @@ def test_valid_token_reaches_the_backend_with_method_path_and_query(
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
 def test_request_body_of_over_a_mebibyte_reaches_the_backend_byte_for_byte(
-    stack: GatewayStack, method: str
+    stack: ProxiedStack, method: str
 ) -> None:
     body = bytes(range(256)) * 4100 + b"tail"  # 1,049,604 bytes
     reply = stack.send(method, "/api/upload", approov(), body)
@@ -90,7 +99,7 @@ def test_request_body_of_over_a_mebibyte_reaches_the_backend_byte_for_byte(
     )
 
 
-def test_decision_log_records_the_clients_method_and_uri(stack: GatewayStack) -> None:
+def test_decision_log_records_the_clients_method_and_uri(stack: ProxiedStack) -> None:
     stack.send("DELETE", "/api/log-check/9?q=1", approov())
     line = decision_for(stack, "/api/log-check/9?q=1")
     assert (line["method"], line["decision"], line["policy"]) == ("DELETE", "allow", "required")
@@ -116,7 +125,7 @@ DENIALS = [
 @pytest.mark.parametrize(("case", "headers", "reason"), DENIALS, ids=[d[0] for d in DENIALS])
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_denied_request_gets_401_with_its_reason_and_never_reaches_the_backend(
-    stack: GatewayStack, case: str, headers: dict[str, str], reason: str, method: str
+    stack: ProxiedStack, case: str, headers: dict[str, str], reason: str, method: str
 ) -> None:
     before = stack.backend_requests()
     uri = f"/api/deny-{case}-{method}"
@@ -126,7 +135,7 @@ def test_denied_request_gets_401_with_its_reason_and_never_reaches_the_backend(
     assert decision_for(stack, uri)["reason"] == reason
 
 
-def test_deny_reason_is_not_shown_to_the_client(stack: GatewayStack) -> None:
+def test_deny_reason_is_not_shown_to_the_client(stack: ProxiedStack) -> None:
     reply = stack.send("GET", "/api/hidden-reason", approov("not-a-token"))
     assert reply.status == 401
     assert "x-approov-reason" not in {name.lower() for name in reply.headers}
@@ -150,7 +159,7 @@ def test_deny_reason_is_not_shown_to_the_client(stack: GatewayStack) -> None:
         "/auth-binding-off/../api/x",
     ],
 )
-def test_client_path_cannot_weaken_the_policy(stack: GatewayStack, path: str) -> None:
+def test_client_path_cannot_weaken_the_policy(stack: ProxiedStack, path: str) -> None:
     """A token without `pay` is refused wherever the path lands: on /api/ (pinned binding-required)
     and elsewhere (authsvc's default, required), whatever the client appends or encodes."""
     before = stack.backend_requests()
@@ -159,18 +168,18 @@ def test_client_path_cannot_weaken_the_policy(stack: GatewayStack, path: str) ->
     assert stack.backend_requests() == before
 
 
-def test_token_only_route_allows_a_token_without_authorization(stack: GatewayStack) -> None:
+def test_token_only_route_allows_a_token_without_authorization(stack: ProxiedStack) -> None:
     reply = stack.send("POST", "/login", approov(token(), authorization=None), b"user=1")
     assert (reply.status, reply.json()["path"]) == (200, "/login")
 
 
-def test_token_only_route_still_refuses_a_missing_token(stack: GatewayStack) -> None:
+def test_token_only_route_still_refuses_a_missing_token(stack: ProxiedStack) -> None:
     before = stack.backend_requests()
     assert stack.send("POST", "/login", {}, b"user=1").status == 401
     assert stack.backend_requests() == before
 
 
-def test_open_routes_need_no_token(stack: GatewayStack) -> None:
+def test_open_routes_need_no_token(stack: ProxiedStack) -> None:
     assert stack.send("GET", "/healthz").status == 200
     assert stack.send("GET", "/public/info").status == 200
 
@@ -179,14 +188,14 @@ def test_open_routes_need_no_token(stack: GatewayStack) -> None:
 
 
 def test_verified_device_id_reaches_the_backend_and_a_client_sent_one_is_replaced(
-    stack: GatewayStack,
+    stack: ProxiedStack,
 ) -> None:
     reply = stack.send("GET", "/api/me", {**approov(), "X-Approov-Did": "forged-device"})
     assert reply.json()["approov_did"] == ["device-42"]
 
 
 def test_client_sent_device_id_never_reaches_the_backend_when_the_token_has_none(
-    stack: GatewayStack,
+    stack: ProxiedStack,
 ) -> None:
     tok = bound_token(AUTHORIZATION.encode())
     reply = stack.send("GET", "/api/me", {**approov(tok), "X-Approov-Did": "forged-device"})
@@ -194,7 +203,7 @@ def test_client_sent_device_id_never_reaches_the_backend_when_the_token_has_none
 
 
 def test_client_sent_device_id_never_reaches_the_backend_on_an_open_route(
-    stack: GatewayStack,
+    stack: ProxiedStack,
 ) -> None:
     reply = stack.send("GET", "/public/me", {"X-Approov-Did": "forged-device"})
     assert reply.json()["approov_did"] == []
@@ -204,7 +213,7 @@ def test_client_sent_device_id_never_reaches_the_backend_on_an_open_route(
 
 
 def test_300_mixed_requests_on_3_keepalive_connections_get_exact_statuses(
-    stack: GatewayStack,
+    stack: ProxiedStack,
 ) -> None:
     before = stack.backend_requests()
     allowed_headers, denied_headers = approov(), approov(bound_token(b"Bearer other"))
@@ -226,6 +235,8 @@ def test_300_mixed_requests_on_3_keepalive_connections_get_exact_statuses(
             client.close()
     assert statuses == Counter({200: allowed_sent, 401: 330 - allowed_sent})
     assert stack.backend_requests() - before == allowed_sent
+    if isinstance(stack, Stack):  # nginx retries a failed subrequest: none may have failed
+        assert "upstream" not in stack.nginx.error_log()
 
 
 # --- authsvc down: fail closed, then recover without restarting the gateway -------------------
@@ -234,7 +245,7 @@ def test_300_mixed_requests_on_3_keepalive_connections_get_exact_statuses(
 def test_authsvc_down_is_refused_then_allowed_again_after_restart(
     gateway: str, tmp_path: Path
 ) -> None:
-    stack = GatewayStack(GATEWAYS[gateway], tmp_path)
+    stack = start_stack(gateway, tmp_path)
     try:
         assert stack.send("GET", "/api/x", approov()).status == 200
         stack.authsvc.stop()

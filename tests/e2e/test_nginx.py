@@ -1,4 +1,6 @@
-"""End to end through a real nginx running the shipped files, the real server and a backend."""
+"""End to end through a real nginx running the shipped files, the real server and a backend:
+what is particular to nginx. The checks every proxy must pass, nginx included, are in
+test_gateways.py."""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -86,21 +87,6 @@ def test_no_protected_location_in_the_example_uses_return() -> None:
 # --- allow: the request reaches the backend intact -------------------------------------------
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_valid_token_reaches_the_backend_with_method_path_and_query(
-    stack: Stack, method: str
-) -> None:
-    reply = stack.send(method, "/api/items/7?colour=red&size=2", approov())
-    assert reply.status == 200
-    if method != "HEAD":
-        seen = reply.json()
-        assert (seen["method"], seen["path"], seen["query"]) == (
-            method,
-            "/api/items/7",
-            "colour=red&size=2",
-        )
-
-
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
 @pytest.mark.parametrize("size", [0, 1, 65_536, 10 * 1024 * 1024])
 def test_request_body_reaches_the_backend_byte_for_byte(
@@ -111,19 +97,6 @@ def test_request_body_reaches_the_backend_byte_for_byte(
     assert reply.status == 200
     seen = reply.json()
     assert (seen["body_bytes"], seen["body_sha256"]) == (size, hashlib.sha256(body).hexdigest())
-
-
-def test_verified_device_id_reaches_the_backend_and_a_client_sent_one_is_replaced(
-    stack: Stack,
-) -> None:
-    reply = stack.send("GET", "/api/me", {**approov(), "X-Approov-Did": "forged-device"})
-    assert reply.json()["approov_did"] == ["device-42"]
-
-
-def test_client_sent_device_id_is_dropped_when_the_token_has_none(stack: Stack) -> None:
-    tok = bound_token(AUTHORIZATION.encode())
-    reply = stack.send("GET", "/api/me", {**approov(tok), "X-Approov-Did": "forged-device"})
-    assert reply.json()["approov_did"] == []
 
 
 # --- deny: 401 and the backend never sees the request -----------------------------------------
@@ -164,15 +137,6 @@ def test_denial_body_is_ours_not_the_backend_response(stack: Stack) -> None:
 # --- policies per location ---------------------------------------------------------------------
 
 
-def test_login_location_accepts_a_token_without_authorization(stack: Stack) -> None:
-    reply = stack.send("POST", "/login", approov(token(), authorization=None), b"user=1")
-    assert (reply.status, reply.json()["path"]) == (200, "/login")
-
-
-def test_login_location_still_needs_a_valid_token(stack: Stack) -> None:
-    assert stack.send("POST", "/login", {}, b"user=1").status == 401
-
-
 def test_binding_location_denies_a_token_without_authorization(stack: Stack) -> None:
     assert stack.send("GET", "/api/items", approov(token(), authorization=None)).status == 401
 
@@ -180,11 +144,6 @@ def test_binding_location_denies_a_token_without_authorization(stack: Stack) -> 
 def test_default_location_uses_authsvcs_default_policy(stack: Stack) -> None:
     assert stack.send("GET", "/anything", approov()).status == 200
     assert stack.send("GET", "/anything", approov(token())).status == 401  # no pay: required
-
-
-def test_open_locations_need_no_token(stack: Stack) -> None:
-    assert stack.send("GET", "/healthz").status == 200
-    assert stack.send("GET", "/public/info").status == 200
 
 
 def test_internal_auth_locations_cannot_be_called_by_a_client(stack: Stack) -> None:
@@ -202,39 +161,6 @@ def test_internal_auth_locations_cannot_be_called_by_a_client(stack: Stack) -> N
 )
 def test_client_headers_cannot_weaken_the_policy(stack: Stack, headers: dict[str, str]) -> None:
     assert stack.send("GET", "/api/items", {**approov(token()), **headers}).status == 401
-
-
-# --- keep-alive load: no 5xx, no hang ---------------------------------------------------------
-
-
-def test_1000_mixed_requests_on_4_keepalive_connections_get_no_5xx_and_no_hang(
-    stack: Stack,
-) -> None:
-    before = stack.backend_requests()
-    allowed_headers, denied_headers = approov(), approov(bound_token(b"Bearer other"))
-    statuses: Counter[int] = Counter()
-    allowed_sent = 0
-    clients = [stack.client() for _ in range(4)]
-    started = time.monotonic()
-    try:
-        for i in range(1000):
-            allow = i % 3 != 0
-            method = METHODS[i % len(METHODS)]
-            body = b"b" * (i % 50) if method in {"POST", "PUT", "PATCH"} else None
-            reply = clients[i % 4].send(
-                method, f"/api/items?i={i}", allowed_headers if allow else denied_headers, body
-            )
-            statuses[reply.status] += 1
-            allowed_sent += allow
-            assert reply.status == (200 if allow else 401), (i, reply)
-    finally:
-        for client in clients:
-            client.close()
-    assert time.monotonic() - started < 60
-    assert statuses == Counter({200: allowed_sent, 401: 1000 - allowed_sent})
-    assert stack.backend_requests() - before == allowed_sent
-    # nginx retries a subrequest that failed on a kept-alive connection: none may have failed.
-    assert "upstream" not in stack.nginx.error_log()
 
 
 # --- nginx's access log ----------------------------------------------------------------------
@@ -281,27 +207,17 @@ def test_ingress_shaped_request_is_logged_with_the_original_url_and_method(
 # --- failures: fail closed --------------------------------------------------------------------
 
 
-def test_authsvc_down_gives_503_then_allows_again_after_restart_without_reloading_nginx(
-    tmp_path: Path,
-) -> None:
+def test_authsvc_down_gives_a_503_with_retry_after_and_ingress_a_500(tmp_path: Path) -> None:
+    """The include's answer when authsvc is unreachable (refused, backend untouched, recovery:
+    test_gateways.py), and what ingress-nginx's own auth location gives instead."""
     stack = Stack(tmp_path)
     try:
-        assert stack.send("GET", "/api/x", approov()).status == 200
         stack.authsvc.stop()
-        before = stack.backend_requests()
         down = stack.send("POST", "/api/x", approov(), b"data")
-        assert down.status == 503
-        assert down.headers["Retry-After"] == "5"
+        assert (down.status, down.headers["Retry-After"]) == (503, "5")
         assert down.json()["error"] == "authentication_unavailable"
-        assert stack.backend_requests() == before
-        assert stack.send("GET", "/public/x").status == 200
         # ingress-nginx's own auth location has no such mapping: the controller answers 500.
         assert stack.send("GET", "/v1/x", approov(), port=stack.ingress_port).status == 500
-        restarted = Authsvc(tmp_path, port=stack.authsvc.port).start()
-        try:
-            assert stack.send("GET", "/api/x", approov()).status == 200
-        finally:
-            restarted.stop()
     finally:
         stack.stop()
 
