@@ -226,12 +226,14 @@ def _check_server(
     server: Level, token_header: str, binding_headers: Sequence[str]
 ) -> list[Finding]:
     locations = list(_locations(server))
-    auth_uris = {
-        d["args"][0]
+    # Every auth_request in effect here, wherever written (http level included).
+    auth_requests = {
+        d["args"][0]: d
         for level in (server, *locations)
         for d in level.effective("auth_request")
         if d["args"][0] != "off"
     }
+    auth_uris = set(auth_requests)
     if not auth_uris:
         return []  # not a server the include protects
     auth_locations = [loc for loc in locations if _serves(loc, auth_uris)]
@@ -242,7 +244,7 @@ def _check_server(
         if d["args"][1:] == [f"$upstream_http_{DEVICE_ID_HEADER.replace('-', '_')}"]
     }
     findings = _auth_request_off_at(server, "server")
-    findings += _unserved_auth_uris(server, locations, auth_uris)
+    findings += _unserved_auth_uris(locations, auth_requests)
     for location in locations:
         if location in auth_locations:
             findings += _check_auth_location(location, token_header, binding_headers)
@@ -301,26 +303,20 @@ def _auth_request_off_at(level: Level, name: str) -> list[Finding]:
     ]
 
 
-def _unserved_auth_uris(server: Level, locations: list[Level], uris: set[str]) -> list[Finding]:
-    findings = []
-    for uri in sorted(uris):
-        if not any(_serves(loc, {uri}) for loc in locations):
-            user = next(
-                d
-                for level in (server, *locations)
-                for d in level.own("auth_request")
-                if d["args"][0] == uri
-            )
-            findings.append(
-                Finding(
-                    user["file"],
-                    user["line"],
-                    f"no location of this server serves the auth URI {uri}: the subrequest"
-                    " would reach another location; use /_approov/auth or"
-                    " /_approov/auth-binding-<required|if-present|off> from the include",
-                )
-            )
-    return findings
+def _unserved_auth_uris(
+    locations: list[Level], auth_requests: dict[str, Directive]
+) -> list[Finding]:
+    return [
+        Finding(
+            directive["file"],
+            directive["line"],
+            f"no location of this server serves the auth URI {uri}: the subrequest"
+            " would reach another location; use /_approov/auth or"
+            " /_approov/auth-binding-<required|if-present|off> from the include",
+        )
+        for uri, directive in sorted(auth_requests.items())
+        if not any(_serves(location, {uri}) for location in locations)
+    ]
 
 
 def _check_auth_location(

@@ -11,7 +11,7 @@ from typing import Any
 import falcon.testing
 import pytest
 
-from authsvc.app import create_app
+from authsvc.app import AuthEndpoint, create_app
 from authsvc.config import Settings
 from authsvc.credentials import Credentials
 from authsvc.decisionlog import DecisionLog
@@ -380,6 +380,19 @@ def test_nothing_after_the_verdict_changes_the_answer(
     result = client.simulate_get("/auth", headers=headers)
     assert (result.status_code, result.headers["X-Approov-Reason"]) == expected
     assert "answered but not recorded: OverflowError at " in caplog.text
+
+
+@pytest.mark.internal_error
+@pytest.mark.parametrize(("tok", "status"), [(valid(), 204), ("x", 401)])
+def test_a_failure_building_the_response_headers_keeps_the_verdicts_status(
+    tok: str, status: int, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object) -> list[tuple[bytes, bytes]]:
+        raise UnicodeEncodeError("ascii", "", 0, 1, "a value no header can carry")
+
+    monkeypatch.setattr(AuthEndpoint, "_headers", broken)
+    assert Service().auth(tok).status_code == status
+    assert "answered without its headers: UnicodeEncodeError at " in caplog.text
 
 
 @pytest.mark.parametrize("exp", [10**400, -(10**400), 10**300 + 0.5])

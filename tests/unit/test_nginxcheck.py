@@ -216,6 +216,17 @@ def test_each_trap_is_reported_at_its_file_and_line(tmp_path: Path, trap: str) -
     )
 
 
+def test_an_auth_request_inherited_from_http_level_is_checked_too(tmp_path: Path) -> None:
+    main_file = tmp_path / "nginx.conf"
+    main_file.write_text(
+        "events {}\nhttp {\n    auth_request /nowhere;\n"
+        "    server {\n        location / {\n            proxy_pass http://127.0.0.1:9;\n"
+        "        }\n    }\n}\n"
+    )
+    found = findings(main_file)
+    assert f"{main_file}:3: no location of this server serves the auth URI /nowhere" in found[0]
+
+
 def test_a_cache_key_without_the_binding_header_is_reported(tmp_path: Path) -> None:
     key = 'proxy_cache_key "$uri $http_approov_token $http_authorization";'
     main_file = rendered(
