@@ -85,14 +85,17 @@ class AuthEndpoint:
         self._metrics = metrics
         self._clock = clock
         self._reader = CredentialReader(settings.token_header, settings.binding_headers)
-        self._default_mode = settings.binding_mode
+        # The policy each route names, decided once: `/auth` (no name) is the default.
+        self._modes: dict[str | None, BindingMode] = {
+            None: settings.binding_mode,
+            **{mode.value: mode for mode in BindingMode},
+        }
         self._allow_status = settings.allow_status
         self._vary = ", ".join((settings.token_header, *settings.binding_headers)).encode()
 
     async def __call__(self, scope: Scope, route: re.Match[str], send: Send) -> None:
         started = time.perf_counter()
-        policy = route["policy"]
-        mode = BindingMode(policy) if policy else self._default_mode
+        mode = self._modes[route["policy"]]
         appended = route["client_path"] is not None
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         context = {name: value for name, value in headers if name in _CONTEXT_HEADERS}

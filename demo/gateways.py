@@ -27,6 +27,8 @@ class Gateway:
     listen: str
     authsvc: tuple[str, ...]
     backend: str
+    # How to run it on a config file (`{config}`).
+    arguments: tuple[str, ...]
 
     def find(self) -> str | None:
         beside_python = Path(sys.executable).with_name(self.binary)
@@ -56,19 +58,7 @@ class Gateway:
         binary = self.find()
         if binary is None:
             raise FileNotFoundError(self.install_hint)
-        if self.name == "envoy":
-            # One worker thread and no hot-restart shared memory: several may run side by side.
-            return [
-                binary,
-                "-c",
-                str(config),
-                "--concurrency",
-                "1",
-                "--disable-hot-restart",
-                "--log-level",
-                "warn",
-            ]
-        return [binary, "run", "--config", str(config), "--adapter", "caddyfile"]
+        return [binary, *(argument.format(config=config) for argument in self.arguments)]
 
 
 ENVOY = Gateway(
@@ -79,6 +69,16 @@ ENVOY = Gateway(
     listen="port_value: 8080",
     authsvc=("port_value: 8002", "127.0.0.1:8002"),
     backend="port_value: 8081",
+    # One worker thread and no hot-restart shared memory: several may run side by side.
+    arguments=(
+        "-c",
+        "{config}",
+        "--concurrency",
+        "1",
+        "--disable-hot-restart",
+        "--log-level",
+        "warn",
+    ),
 )
 CADDY = Gateway(
     name="caddy",
@@ -88,5 +88,6 @@ CADDY = Gateway(
     listen="http://:8080",
     authsvc=("127.0.0.1:8002",),
     backend="127.0.0.1:8081",
+    arguments=("run", "--config", "{config}", "--adapter", "caddyfile"),
 )
 GATEWAYS = {gateway.name: gateway for gateway in (ENVOY, CADDY)}
