@@ -8,6 +8,7 @@ client. `/healthz` and `/readyz` are for orchestrators, `/metrics` for Prometheu
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
@@ -23,8 +24,15 @@ from authsvc.config import Settings
 from authsvc.credentials import CredentialReader
 from authsvc.decisionlog import DecisionLog, header_text
 from authsvc.metrics import CONTENT_TYPE, Metrics
+from authsvc.origin import (
+    ORIGINAL_METHOD_HEADERS,
+    ORIGINAL_TARGET_HEADERS,
+    ORIGINAL_URL_HEADER,
+    ClientRequestReader,
+)
 from authsvc.runtime import Runtime
-from authsvc.verify import BindingMode, Checker, Decision, Reason, Verdict
+from authsvc.signing import ClientRequest, MessageSignatures
+from authsvc.verify import BindingMode, Checker, Decision, Reason, SigningMode, Verdict
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -41,27 +49,37 @@ DEVICE_ID_HEADER = "X-Approov-Did"
 REQUEST_ID_HEADER = "X-Request-ID"
 # Values copied into response headers: printable ASCII only, bounded.
 _SAFE_HEADER_VALUE = re.compile(rb"[\x21-\x7e]{1,256}")
-# Where a proxy says what the client asked for (logged only; never part of a decision). Each
-# proxy sets its own: nginx and ingress-nginx X-Original-*, Caddy and Traefik X-Forwarded-*.
-_ORIGINAL_METHOD_HEADERS = (b"x-original-method", b"x-forwarded-method")
-_ORIGINAL_URI_HEADERS = (b"x-original-uri", b"x-original-url", b"x-forwarded-uri")
+# Where a proxy says what the client asked for (authsvc.origin), logged with each decision, in
+# the order message signing believes them.
+_ORIGINAL_URI_HEADERS = (ORIGINAL_URL_HEADER, *ORIGINAL_TARGET_HEADERS)
 # Envoy's own mark on the requests it makes, ext_authz checks included; a client cannot send it
 # through Envoy, and elsewhere it can only turn a 204 into a 200 (both allow everywhere).
 _ENVOY_CHECK_HEADER = b"x-envoy-expected-rq-timeout-ms"
 _CONTEXT_HEADERS = frozenset(
-    (*_ORIGINAL_METHOD_HEADERS, *_ORIGINAL_URI_HEADERS, b"x-request-id", _ENVOY_CHECK_HEADER)
+    (*ORIGINAL_METHOD_HEADERS, *_ORIGINAL_URI_HEADERS, b"x-request-id", _ENVOY_CHECK_HEADER)
 )
-# `/auth` uses APPROOV_TOKEN_BINDING, `/auth-binding-<mode>` pins a mode; either may be followed
-# by `/<anything>`: the client's own path, appended by a proxy such as Envoy (`path_prefix`).
-# The policy ends at a hyphenated name, never at a slash, so nothing a client appends after the
-# proxy's prefix can reach a weaker policy.
+
+
+def _named(kind: str, modes: type[BindingMode] | type[SigningMode]) -> str:
+    return rf"(?:-{kind}-(?P<{kind}>" + "|".join(re.escape(mode.value) for mode in modes) + "))?"
+
+
+# `/auth` uses APPROOV_TOKEN_BINDING and APPROOV_MESSAGE_SIGNING; `-binding-<mode>` and
+# `-signing-<mode>` pin either or both (`/auth-binding-off-signing-required`). Any of them may
+# be followed by `/<anything>`: the client's own path, appended by a proxy such as Envoy
+# (`path_prefix`). The policy ends at a hyphenated name, never at a slash, so nothing a client
+# appends after the proxy's prefix can reach a weaker policy.
 _AUTH_ROUTE = re.compile(
     re.escape(AUTH_PATH)
-    + r"(?:-binding-(?P<policy>"
-    + "|".join(re.escape(mode.value) for mode in BindingMode)
-    + r"))?(?P<client_path>/.*)?\Z",
+    + _named("binding", BindingMode)
+    + _named("signing", SigningMode)
+    + r"(?P<client_path>/.*)?\Z",
     re.DOTALL,
 )
+# The most of a client's body authsvc reads, when a proxy forwards it (Envoy
+# `with_request_body`; the shipped envoy.yaml sets the same limit).
+MAX_FORWARDED_BODY_BYTES = 1 << 20
+_BODY_TIMEOUT_SECONDS = 2.0
 
 
 class AuthEndpoint:
@@ -75,27 +93,38 @@ class AuthEndpoint:
     def __init__(
         self,
         settings: Settings,
+        *,
         verifier: Checker,
+        signatures: MessageSignatures,
         log: DecisionLog | None,
         metrics: Metrics,
         clock: Callable[[], float],
     ) -> None:
         self._verifier = verifier
+        self._signatures = signatures
+        self._requests = ClientRequestReader(settings.public_base_url)
         self._log = log
         self._metrics = metrics
         self._clock = clock
         self._reader = CredentialReader(settings.token_header, settings.binding_headers)
-        # The policy each route names, decided once: `/auth` (no name) is the default.
-        self._modes: dict[str | None, BindingMode] = {
+        # The policy each route names, decided once: no name is the default.
+        self._binding_modes: dict[str | None, BindingMode] = {
             None: settings.binding_mode,
             **{mode.value: mode for mode in BindingMode},
+        }
+        self._signing_modes: dict[str | None, SigningMode] = {
+            None: settings.signing_mode,
+            **{mode.value: mode for mode in SigningMode},
         }
         self._allow_status = settings.allow_status
         self._vary = ", ".join((settings.token_header, *settings.binding_headers)).encode()
 
-    async def __call__(self, scope: Scope, route: re.Match[str], send: Send) -> None:
+    async def __call__(
+        self, scope: Scope, route: re.Match[str], receive: Receive, send: Send
+    ) -> None:
         started = time.perf_counter()
-        mode = self._modes[route["policy"]]
+        mode = self._binding_modes[route["binding"]]
+        signing = self._signing_modes[route["signing"]]
         appended = route["client_path"] is not None
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         context = {name: value for name, value in headers if name in _CONTEXT_HEADERS}
@@ -106,6 +135,9 @@ class AuthEndpoint:
         error = None
         try:
             verdict = self._verifier.check(self._reader.read(headers), mode)
+            if signing is not SigningMode.OFF:
+                client_request = await self._client_request(scope, receive, appended)
+                verdict = self._signatures.check(verdict, client_request, signing)
         except Exception as exc:  # any bug is a deny, never a 500 that nginx turns into an error
             verdict = Verdict(Reason.INTERNAL_ERROR, Decision.DENY)
             error = type(exc).__name__
@@ -113,7 +145,9 @@ class AuthEndpoint:
         # The answer is decided here; nothing after it may change it or fail the request.
         status = allow_status if verdict.allowed else 401
         try:
-            response_headers = self._headers(verdict, context.get(b"x-request-id"))
+            # A message signature covers one request: no allow of a signing route is reusable.
+            cacheable = signing is SigningMode.OFF
+            response_headers = self._headers(verdict, context.get(b"x-request-id"), cacheable)
         except Exception as exc:
             log.error("decision %s answered without its headers: %s", verdict.reason, _where(exc))
             response_headers = []
@@ -123,12 +157,35 @@ class AuthEndpoint:
         await send({"type": "http.response.body", "body": b""})
         try:
             self._record(
-                scope, verdict, context, mode=mode, appended=appended, started=started, error=error
+                scope,
+                verdict,
+                context,
+                policy=(mode, signing),
+                appended=appended,
+                started=started,
+                error=error,
             )
         except Exception as exc:
             log.error("decision %s answered but not recorded: %s", verdict.reason, _where(exc))
 
-    def _headers(self, verdict: Verdict, request_id: bytes | None) -> list[tuple[bytes, bytes]]:
+    async def _client_request(
+        self, scope: Scope, receive: Receive, appended: bool
+    ) -> ClientRequest:
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        announced = any(
+            name == b"transfer-encoding" or (name == b"content-length" and value.strip(b" 0"))
+            for name, value in headers
+        )
+        return self._requests.read(
+            headers,
+            method=scope["method"],
+            client_target=_appended_target(scope) if appended else None,
+            body=await _read_body(receive) if announced else None,
+        )
+
+    def _headers(
+        self, verdict: Verdict, request_id: bytes | None, cacheable: bool
+    ) -> list[tuple[bytes, bytes]]:
         headers = [(b"x-approov-reason", verdict.reason.value.encode())]
         if request_id is not None and _SAFE_HEADER_VALUE.fullmatch(request_id):
             headers.append((b"x-request-id", request_id))
@@ -146,6 +203,9 @@ class AuthEndpoint:
         headers.append(
             (b"x-approov-did", did_value if _SAFE_HEADER_VALUE.fullmatch(did_value) else b"")
         )
+        if not cacheable:
+            headers.append((b"cache-control", b"no-store"))
+            return headers
         # A cached allow must never outlive the token, nor serve another token or binding.
         max_age = max(0, math.floor(claims["exp"] - self._clock()))
         headers.append((b"cache-control", b"max-age=%d" % max_age))
@@ -158,7 +218,7 @@ class AuthEndpoint:
         verdict: Verdict,
         context: Mapping[bytes, bytes],
         *,
-        mode: BindingMode,
+        policy: tuple[BindingMode, SigningMode],
         appended: bool,
         started: float,
         error: str | None,
@@ -168,8 +228,9 @@ class AuthEndpoint:
         if self._log is not None:
             self._log.record(
                 verdict,
-                policy=mode.value,
-                method=_first(context, _ORIGINAL_METHOD_HEADERS) or scope["method"],
+                policy=policy[0].value,
+                signing=policy[1].value,
+                method=_first(context, ORIGINAL_METHOD_HEADERS) or scope["method"],
                 uri=_first(context, _ORIGINAL_URI_HEADERS) or _client_target(scope, appended),
                 request_id=header_text(context.get(b"x-request-id")),
                 latency_ms=(time.perf_counter() - started) * 1000,
@@ -190,17 +251,47 @@ def _first(context: Mapping[bytes, bytes], names: tuple[bytes, ...]) -> str | No
     return next((header_text(context[name]) for name in names if name in context), None)
 
 
-def _client_target(scope: Scope, appended: bool) -> str:
-    """What the check request itself says of the client's request: behind a path-appending
-    proxy, the raw path after the policy segment and the query; otherwise the check's path."""
-    raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
-    if not appended:
-        return header_text(raw_path) or ""
+def _raw_path(scope: Scope) -> bytes:
+    raw_path: bytes | None = scope.get("raw_path")
+    return raw_path or scope["path"].encode("utf-8", "surrogateescape")
+
+
+def _appended_target(scope: Scope) -> bytes:
+    """Behind a path-appending proxy (Envoy): the client's raw path and query, after the
+    policy segment."""
+    raw_path = _raw_path(scope)
     # The decoded path had a slash after the policy; the raw one may spell it `%2F`.
     slash = raw_path.find(b"/", 1)
     client_path = raw_path[slash:] if slash > 0 else raw_path
     query: bytes = scope.get("query_string", b"")
-    return header_text(client_path + b"?" + query if query else client_path) or ""
+    return client_path + b"?" + query if query else client_path
+
+
+def _client_target(scope: Scope, appended: bool) -> str:
+    """What the check request itself says of the client's request: behind a path-appending
+    proxy, the client's path and query; otherwise the check's own path."""
+    return header_text(_appended_target(scope) if appended else _raw_path(scope)) or ""
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """The body a proxy forwarded, up to MAX_FORWARDED_BODY_BYTES and for at most
+    _BODY_TIMEOUT_SECONDS: a longer or slower one is checked as cut, and fails its digest."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(_BODY_TIMEOUT_SECONDS):
+            while size <= MAX_FORWARDED_BODY_BYTES:
+                event = await receive()
+                if event["type"] != "http.request":
+                    break  # the proxy went away
+                chunk: bytes = event.get("body", b"")
+                chunks.append(chunk)
+                size += len(chunk)
+                if not event.get("more_body", False):
+                    break
+    except TimeoutError:
+        pass
+    return b"".join(chunks)[:MAX_FORWARDED_BODY_BYTES]
 
 
 class Health:
@@ -265,7 +356,7 @@ class AuthService:
             scope["headers"] = [(name, value) for name, value in scope["headers"]]
             route = _AUTH_ROUTE.match(scope["path"])
             if route is not None:
-                await self._auth(scope, route, send)
+                await self._auth(scope, route, receive, send)
                 return
             receive = self._empty_body
         await self._other_routes(scope, receive, send)
@@ -295,4 +386,14 @@ def create_app(
     app.add_route("/healthz", Health())
     app.add_route("/readyz", Readiness(verifier, is_stopping))
     app.add_route("/metrics", MetricsResource(metrics))
-    return AuthService(AuthEndpoint(settings, verifier, log, metrics, clock), app)
+    return AuthService(
+        AuthEndpoint(
+            settings,
+            verifier=verifier,
+            signatures=runtime.signatures,
+            log=log,
+            metrics=metrics,
+            clock=clock,
+        ),
+        app,
+    )

@@ -1,4 +1,4 @@
-"""Command line: serve, check-config, check-nginx, explain, token.
+"""Command line: serve, check-config, check-nginx, explain, token, sign.
 
 Exit codes: 0 success (for explain: the token would be allowed), 1 configuration error or a
 refused command, 2 usage error, 3 explain: the token would be denied.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import shlex
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -19,9 +20,9 @@ from authsvc.config import (
     PUBLIC_DUMMY_SECRET_B64,
     ConfigError,
 )
-from authsvc.devtoken import mint, parse_duration
+from authsvc.devtoken import TEST_IPK, mint, parse_duration, sign_request
 from authsvc.environment import load_environment
-from authsvc.explain import explain
+from authsvc.explain import Signing, explain
 from authsvc.nginxcheck import ConfigFiles, ConfigUnreadable, check, nginx_dump
 from authsvc.runtime import Runtime, load
 from authsvc.server import (
@@ -31,7 +32,8 @@ from authsvc.server import (
     default_workers,
     serve,
 )
-from authsvc.verify import BindingMode, Decision
+from authsvc.signing import ClientRequest
+from authsvc.verify import BindingMode, Decision, SigningMode
 
 DEFAULT_BIND = "127.0.0.1:8002"
 EXIT_REFUSED = 1
@@ -43,6 +45,13 @@ def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
     return int(text)
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, colon, value = text.partition(":")
+    if not colon or not name.strip() or name != name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a header like 'Name: value'")
+    return name, value.strip()
 
 
 def _duration(text: str) -> int:
@@ -122,6 +131,21 @@ def _parser() -> argparse.ArgumentParser:
         choices=[mode.value for mode in BindingMode],
         help="binding policy to check with (default: APPROOV_TOKEN_BINDING)",
     )
+    explain_cmd.add_argument(
+        "--signing",
+        choices=[mode.value for mode in SigningMode],
+        help="message signing policy (default: APPROOV_MESSAGE_SIGNING)",
+    )
+    explain_cmd.add_argument("--method", default="GET", help="the signed request's method")
+    explain_cmd.add_argument("--url", help="the signed request's full URL, as the app called it")
+    explain_cmd.add_argument(
+        "--header",
+        type=_header,
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="a header of the signed request (Signature-Input, Signature, ...); repeatable",
+    )
 
     nginx_cmd = commands.add_parser(
         "check-nginx",
@@ -153,10 +177,35 @@ def _parser() -> argparse.ArgumentParser:
     token_cmd.add_argument("--binding", help="bind to this header value, e.g. 'Bearer x'")
     token_cmd.add_argument("--did", help="device id claim")
     token_cmd.add_argument(
+        "--ipk",
+        action="store_true",
+        help="carry the test installation key (`authsvc sign` signs requests with it)",
+    )
+    token_cmd.add_argument(
         "--dev",
         action="store_true",
         help="allow a secret other than the public dummy (its tokens pass wherever it is used)",
     )
+
+    sign_cmd = commands.add_parser(
+        "sign",
+        help="print a curl command for a request signed as an Approov SDK signs it (test key)",
+        description="Sign a request with Approov's published test installation key, covering"
+        " what the SDKs cover, and print it as a curl command. Its token must carry that key:"
+        " `authsvc token --ipk`.",
+    )
+    sign_cmd.add_argument("url", help="the full URL, as the app calls it")
+    sign_cmd.add_argument("--method", "-X", default="GET")
+    sign_cmd.add_argument(
+        "--header",
+        "-H",
+        type=_header,
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="a header to send (and sign if the SDKs would); repeatable",
+    )
+    sign_cmd.add_argument("--data", help="a body to send, signed through its Content-Digest")
     return parser
 
 
@@ -165,6 +214,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     environ = load_environment() if env is None else env
     if args.command == "check-nginx":  # needs no key: it reads nginx's config, not tokens
         return _check_nginx(args, environ)
+    if args.command == "sign":  # needs no key: it signs with the test installation key
+        return _sign(args, environ.get("APPROOV_TOKEN_HEADER") or DEFAULT_TOKEN_HEADER)
     try:
         runtime = load(environ)
         if args.command == "check-config" and not runtime.keys.ready:
@@ -193,7 +244,17 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 
 def _explain(args: argparse.Namespace, runtime: Runtime) -> int:
-    mode = BindingMode(args.policy) if args.policy else runtime.settings.binding_mode
+    settings = runtime.settings
+    mode = BindingMode(args.policy) if args.policy else settings.binding_mode
+    signing_mode = SigningMode(args.signing) if args.signing else settings.signing_mode
+    headers = [(settings.token_header, args.token), *args.header]
+    if args.binding is not None and len(settings.binding_headers) == 1:
+        headers.append((settings.binding_headers[0], args.binding))
+    fields: dict[str, tuple[bytes, ...]] = {}
+    for name, value in headers:
+        fields.setdefault(name.lower(), ())
+        fields[name.lower()] += (value.encode("utf-8", "surrogateescape"),)
+    request = ClientRequest(args.method, args.url, fields)
     explanation = explain(
         args.token,
         binding=args.binding,
@@ -201,6 +262,7 @@ def _explain(args: argparse.Namespace, runtime: Runtime) -> int:
         verifier=runtime.verifier,
         keys=runtime.keys.current,
         now=time.time(),
+        signing=Signing(signing_mode, request, runtime.signatures),
     )
     print(explanation.render())
     return EXIT_DENIED if explanation.verdict.decision is Decision.DENY else 0
@@ -221,7 +283,26 @@ def _token(args: argparse.Namespace, runtime: Runtime) -> int:
             file=sys.stderr,
         )
         return EXIT_REFUSED
-    print(mint(secret, lifetime_seconds=args.expires, binding=args.binding, did=args.did))
+    ipk = TEST_IPK if args.ipk else None
+    print(mint(secret, lifetime_seconds=args.expires, binding=args.binding, did=args.did, ipk=ipk))
+    return 0
+
+
+def _sign(args: argparse.Namespace, token_header: str) -> int:
+    if not any(name.lower() == token_header.lower() for name, _ in args.header):
+        print(
+            f'authsvc: sign needs the token: --header "{token_header}: $(authsvc token --ipk)"',
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
+    body = args.data.encode() if args.data is not None else None
+    added = sign_request(args.method, args.url, args.header, token_header=token_header, body=body)
+    command = ["curl", "-sS", "-i", "-X", args.method]
+    for name, value in [*args.header, *added]:
+        command += ["-H", f"{name}: {value}"]
+    if args.data is not None:
+        command += ["--data-binary", args.data]
+    print(shlex.join([*command, args.url]))
     return 0
 
 

@@ -10,10 +10,10 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from authsvc.verify import BindingMode
+from authsvc.verify import BindingMode, SigningMode
 
 # Approov's published dummy secret, for trying authsvc out; never used for a real app's tokens.
 PUBLIC_DUMMY_SECRET_B64 = (
@@ -21,6 +21,8 @@ PUBLIC_DUMMY_SECRET_B64 = (
 )
 MIN_SECRET_BYTES = 32
 MAX_LEEWAY_SECONDS = 300
+# The SDKs sign with `expires` 15 s after `created`; a minute also bounds a signature without it.
+DEFAULT_SIGNATURE_MAX_AGE_SECONDS = 60
 KEY_SETTINGS = (
     "APPROOV_BASE64_SECRET",
     "APPROOV_BASE64_SECRET_FILE",
@@ -73,6 +75,12 @@ class Settings:
     verified_cache_size: int = 10_000
     issuer: str | None = None
     audience: str | None = None
+    signing_mode: SigningMode = SigningMode.OFF
+    signature_max_age_seconds: int = DEFAULT_SIGNATURE_MAX_AGE_SECONDS
+    signature_clock_skew_seconds: int = 0
+    abort_on_invalid_signature: bool = True
+    public_base_url: str | None = None
+    """scheme://authority of the URL clients call, when TLS ends in front of the proxy."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -117,6 +125,7 @@ class Settings:
             for name, aborts in (
                 ("token", self.abort_on_invalid_token),
                 ("binding", self.abort_on_invalid_binding),
+                ("signature", self.abort_on_invalid_signature),
             )
             if not aborts
         ]
@@ -139,6 +148,9 @@ class Settings:
             f"keys={'+'.join(sources)}",
             f"token_header={self.token_header}",
             f"binding={self.binding_mode} on {'+'.join(self.binding_headers)}",
+            f"signing={self.signing_mode} (max age {self.signature_max_age_seconds}s,"
+            f" skew {self.signature_clock_skew_seconds}s,"
+            f" url {self.public_base_url or 'from the proxy'})",
             f"monitor={','.join(monitor) or 'off'}",
             # Envoy (Istio, Envoy Gateway) allows on 200 alone; authsvc knows its checks.
             f"allow_status={self.allow_status}(envoy:200)",
@@ -232,12 +244,36 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError(f"{raw!r} is not a boolean; use true or false")
 
 
-def _parse_binding_mode(raw: str) -> BindingMode:
-    try:
-        return BindingMode(raw.lower())
-    except ValueError:
-        choices = ", ".join(mode.value for mode in BindingMode)
-        raise ValueError(f"{raw!r} is not one of {choices}") from None
+_Mode = TypeVar("_Mode", BindingMode, SigningMode)
+
+
+def _one_of(modes: type[_Mode]) -> Callable[[str], _Mode]:
+    def parse(raw: str) -> _Mode:
+        try:
+            return modes(raw.lower())
+        except ValueError:
+            choices = ", ".join(mode.value for mode in modes)
+            raise ValueError(f"{raw!r} is not one of {choices}") from None
+
+    return parse
+
+
+def _parse_public_base_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if (
+        parts.scheme not in {"http", "https"}
+        or not parts.hostname
+        or parts.username is not None
+        or parts.path not in {"", "/"}
+        or parts.query
+        or parts.fragment
+        or raw.endswith(("?", "#"))
+    ):
+        raise ValueError(
+            f"{raw!r} is not a base URL like https://api.example.com (scheme and host, with"
+            " a port if not the default; no path)"
+        )
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _parse_allow_status(raw: str) -> int:
@@ -259,7 +295,7 @@ _FROM_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("APPROOV_JWKS_TIMEOUT_SECONDS", "jwks_timeout_seconds", _whole_number(1, 60)),
     ("APPROOV_TOKEN_HEADER", "token_header", _parse_header_name),
     ("APPROOV_TOKEN_BINDING_HEADER", "binding_headers", _parse_header_list),
-    ("APPROOV_TOKEN_BINDING", "binding_mode", _parse_binding_mode),
+    ("APPROOV_TOKEN_BINDING", "binding_mode", _one_of(BindingMode)),
     ("APPROOV_ABORT_REQUEST_ON_INVALID_TOKEN", "abort_on_invalid_token", _parse_bool),
     ("APPROOV_ABORT_REQUEST_ON_INVALID_TOKEN_BINDING", "abort_on_invalid_binding", _parse_bool),
     ("APPROOV_LOGGING_ENABLED", "logging_enabled", _parse_bool),
@@ -272,4 +308,21 @@ _FROM_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("APPROOV_VERIFIED_CACHE_SIZE", "verified_cache_size", _whole_number(0, 1_000_000)),
     ("APPROOV_ISSUER", "issuer", str),
     ("APPROOV_AUDIENCE", "audience", str),
+    ("APPROOV_MESSAGE_SIGNING", "signing_mode", _one_of(SigningMode)),
+    (
+        "APPROOV_SIGNATURE_MAX_AGE_SECONDS",
+        "signature_max_age_seconds",
+        _whole_number(1, 86400),
+    ),
+    (
+        "APPROOV_SIGNATURE_CLOCK_SKEW_SECONDS",
+        "signature_clock_skew_seconds",
+        _whole_number(0, MAX_LEEWAY_SECONDS, "; fix the clock (NTP) rather than widen it"),
+    ),
+    (
+        "APPROOV_ABORT_REQUEST_ON_INVALID_MESSAGE_SIGNATURE",
+        "abort_on_invalid_signature",
+        _parse_bool,
+    ),
+    ("APPROOV_PUBLIC_BASE_URL", "public_base_url", _parse_public_base_url),
 )

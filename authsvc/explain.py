@@ -7,6 +7,7 @@ without trusting it) so that a person can see which check failed and why.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +15,16 @@ from typing import Any
 from authsvc.credentials import Credentials
 from authsvc.jose import Malformed, parse_compact_jws
 from authsvc.keys import KeySet
-from authsvc.verify import MAX_TOKEN_BYTES, BindingMode, Checker, Decision, Verdict, binding_pay
+from authsvc.signing import ClientRequest, MessageSignatures, load_ipk, signature_base
+from authsvc.verify import (
+    MAX_TOKEN_BYTES,
+    BindingMode,
+    Checker,
+    Decision,
+    SigningMode,
+    Verdict,
+    binding_pay,
+)
 
 UNTRUSTED = "(decoded, not trusted until the signature verifies)"
 
@@ -29,6 +39,15 @@ class Explanation:
         return "\n".join(f"{label:<{width}}  {text}" for label, text in self.lines)
 
 
+@dataclass(frozen=True, slots=True)
+class Signing:
+    """What to check the message signature of: the policy, the request, the second stage."""
+
+    mode: SigningMode
+    request: ClientRequest
+    signatures: MessageSignatures
+
+
 def explain(
     token: str,
     *,
@@ -37,10 +56,13 @@ def explain(
     verifier: Checker,
     keys: KeySet,
     now: float,
+    signing: Signing | None = None,
 ) -> Explanation:
     raw = token.encode("utf-8", "surrogateescape")
     binding_value = binding.encode("utf-8", "surrogateescape") if binding is not None else None
     verdict = verifier.check(Credentials((raw,), binding_value), mode)
+    if signing is not None:
+        verdict = signing.signatures.check(verdict, signing.request, signing.mode)
     lines: list[tuple[str, str]] = [("size", f"{len(raw)} bytes (limit {MAX_TOKEN_BYTES})")]
     try:
         parsed = parse_compact_jws(raw)
@@ -58,6 +80,8 @@ def explain(
             ("nbf", _time_claim(claims, "nbf", now, required=False)),
             ("binding", _binding(claims, binding_value, mode)),
         ]
+        if signing is not None and signing.mode is not SigningMode.OFF:
+            lines += _signature_lines(claims, signing, now)
     allowed = verdict.decision is not Decision.DENY
     outcome = "allowed (2xx)" if allowed else "denied (401)"
     if verdict.decision is Decision.MONITOR:
@@ -119,3 +143,36 @@ def _binding(claims: dict[str, Any], binding_value: bytes | None, mode: BindingM
     if claims["pay"] == expected:
         return f"ok: pay {expected!r} = base64(sha256(binding value))"
     return f"MISMATCH: pay {claims['pay']!r}, but the binding value gives {expected!r}"
+
+
+def _signature_lines(claims: dict[str, Any], signing: Signing, now: float) -> list[tuple[str, str]]:
+    """The message signature: the token's key, what was signed and when, the rebuilt base."""
+    ipk = claims.get("ipk")
+    if ipk is None:
+        required = signing.mode is SigningMode.REQUIRED
+        return [("ipk", "MISSING (policy: signing required)" if required else "absent: not signed")]
+    valid = isinstance(ipk, str) and load_ipk(ipk) is not None
+    lines = [("ipk", "ok: an EC P-256 public key" if valid else "INVALID: not a P-256 key")]
+    request = signing.request
+    inputs = request.fields.get("signature-input")
+    if not inputs or not request.fields.get("signature"):
+        return [
+            *lines,
+            (
+                "signature",
+                "MISSING: pass --header 'Signature-Input: ...' and --header 'Signature: ...'",
+            ),
+        ]
+    lines.append(("signature", b", ".join(inputs).decode("latin-1")))
+    parameters = dict(re.findall(r";(created|expires)=(-?\d+)", lines[-1][1]))
+    for name in ("created", "expires"):
+        if name in parameters:
+            lines.append(
+                (name, _time_claim({name: int(parameters[name])}, name, now, required=False))
+            )
+    try:
+        base = signature_base(request).decode("latin-1")
+    except ValueError as error:
+        return [*lines, ("base", f"NOT REBUILT: {error}")]
+    lines += [("base" if index == 0 else "", line) for index, line in enumerate(base.split("\n"))]
+    return lines

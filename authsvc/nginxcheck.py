@@ -273,9 +273,27 @@ def _check_server(
 
 
 def _serves(location: Level, uris: set[str]) -> bool:
-    """An exact location for one of `uris` (what the include defines for each policy)."""
+    """An exact or regex location for one of `uris` (the include has one regex location for
+    every policy)."""
     args = location.directive["args"]
-    return len(args) == 2 and args[0] == "=" and args[1] in uris
+    if len(args) != 2:
+        return False
+    if args[0] == "=":
+        return args[1] in uris
+    if args[0] in {"~", "~*"}:
+        pattern = _python_regex(args[1], ignore_case=args[0] == "~*")
+        return pattern is not None and any(pattern.search(uri) for uri in uris)
+    return False
+
+
+def _python_regex(pcre: str, *, ignore_case: bool) -> re.Pattern[str] | None:
+    """nginx's PCRE regex in Python's syntax (named groups), or None if Python cannot read it."""
+    try:
+        return re.compile(
+            re.sub(r"\(\?<(?=[A-Za-z_])", "(?P<", pcre), re.IGNORECASE if ignore_case else 0
+        )
+    except re.error:
+        return None
 
 
 def _protected(location: Level) -> bool:
@@ -312,8 +330,9 @@ def _unserved_auth_uris(
             directive["file"],
             directive["line"],
             f"no location of this server serves the auth URI {uri}: the subrequest"
-            " would reach another location; use /_approov/auth or"
-            " /_approov/auth-binding-<required|if-present|off> from the include",
+            " would reach another location; use /_approov/auth, optionally followed by"
+            " -binding-<required|if-present|off> and -signing-<required|if-present|off>,"
+            " from the include",
         )
         for uri, directive in sorted(auth_requests.items())
         if not any(_serves(location, {uri}) for location in locations)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from authsvc.cache import CachingVerifier
 from authsvc.config import Settings
 from authsvc.keys import KeySource
+from authsvc.signing import MessageSignatures
 from authsvc.verify import Checker, Verifier
 
 
@@ -21,6 +22,9 @@ class Runtime:
     settings: Settings
     keys: KeySource
     verifier: Checker
+    signatures: MessageSignatures
+    """The message signing stage, after the token's checks (not cached: a signature is per
+    request)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Callable[[], float] = time.time) -> Runtime:
@@ -35,8 +39,16 @@ class Runtime:
             abort_on_invalid_binding=settings.abort_on_invalid_binding,
             clock=clock,
         )
+        signatures = MessageSignatures(
+            token_header=settings.token_header,
+            max_age_seconds=settings.signature_max_age_seconds,
+            clock_skew_seconds=settings.signature_clock_skew_seconds,
+            abort_on_invalid_signature=settings.abort_on_invalid_signature,
+            clock=clock,
+        )
         size = settings.verified_cache_size
-        return cls(settings, keys, CachingVerifier(verifier, size) if size else verifier)
+        checker = CachingVerifier(verifier, size) if size else verifier
+        return cls(settings, keys, checker, signatures)
 
 
 def load(environ: Mapping[str, str], clock: Callable[[], float] = time.time) -> Runtime:

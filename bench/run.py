@@ -24,8 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from authsvc.config import PUBLIC_DUMMY_SECRET_B64
-from authsvc.devtoken import mint
+from authsvc.config import DEFAULT_TOKEN_HEADER, PUBLIC_DUMMY_SECRET_B64
+from authsvc.devtoken import TEST_IPK, mint, sign_request
 from demo import nginx
 from demo.gateways import ENVOY
 from demo.processes import (
@@ -119,6 +119,15 @@ SERVERS = """
         root {www};
         include snippets/approov-unix.conf;
     }}
+    server {{  # authsvc, the snippet as shipped, message signing required
+        listen 127.0.0.1:{p8};
+        access_log off;
+        root {www};
+        include snippets/approov-nocache.conf;
+        location / {{
+            auth_request /_approov/auth-signing-required;
+        }}
+    }}
 """
 
 
@@ -126,7 +135,7 @@ SERVERS = """
 class Row:
     name: str
     port_index: int
-    tokens: str  # "one", "rotate", "rotate-100k" or "invalid"
+    tokens: str  # "one", "rotate", "rotate-100k", "invalid" or "signed"
     expect: int  # the status every request should get
 
 
@@ -141,6 +150,8 @@ ROWS = (
     Row("authsvc-miss-100k", 4, "rotate-100k", 200),
     Row("authsvc-hit-nginx-cache", 5, "one", 200),
     Row("authsvc-hit-unix-socket", 6, "one", 200),
+    # The token (cached) and an Approov message signature (verified on every request).
+    Row("authsvc-hit-signed", 8, "signed", 200),
     # The shipped envoy/envoy.yaml (1 worker thread, as nginx has 1 worker) -> the static server.
     Row("envoy-authsvc-miss", 7, "rotate", 200),
     Row("envoy-authsvc-hit", 7, "one", 200),
@@ -156,10 +167,26 @@ class Result:
     errors: int
 
 
-def status(port: int, token: str) -> int:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{PATH}", headers={"Approov-Token": token, "Authorization": BINDING}
+def app_headers(token: str) -> dict[str, str]:
+    return {"Approov-Token": token, "Authorization": BINDING}
+
+
+def signed_headers(port: int, token: str, lifetime_seconds: int) -> dict[str, str]:
+    """A GET of PATH signed with the test installation key, valid for `lifetime_seconds`."""
+    headers = app_headers(token)
+    url = f"http://127.0.0.1:{port}{PATH}"
+    added = sign_request(
+        "GET",
+        url,
+        list(headers.items()),
+        token_header=DEFAULT_TOKEN_HEADER,
+        lifetime_seconds=lifetime_seconds,
     )
+    return {**headers, **dict(added)}
+
+
+def status(port: int, headers: dict[str, str]) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{PATH}", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             code: int = response.status
@@ -220,6 +247,33 @@ def write_snippet_variants(snippets: Path) -> None:
     (snippets / "approov-unix.conf").write_text(unix)
 
 
+@dataclass(frozen=True)
+class Tokens:
+    one: str
+    invalid: str
+    installed: str  # carries the test installation key, for signed requests
+    rotate: Path
+    rotate_100k: Path
+
+
+def row_requests(
+    row: Row, port: int, tokens: Tokens, seconds: int
+) -> tuple[tuple[int, int], list[str]]:
+    """What proves the row allows and denies (two statuses), and wrk's arguments for its run."""
+    if row.tokens == "signed":
+        # Signed now, for the checks and the run (the max age, 60 s, bounds --seconds).
+        allowed = signed_headers(port, tokens.installed, seconds + 30)
+        checks = (status(port, allowed), status(port, app_headers(tokens.installed)))
+        flags = [("-H", f"{name}: {value}") for name, value in allowed.items()]
+        return checks, [word for flag in flags for word in flag]
+    checks = (status(port, app_headers(tokens.one)), status(port, app_headers(tokens.invalid)))
+    if row.tokens in ("rotate", "rotate-100k"):
+        file = tokens.rotate if row.tokens == "rotate" else tokens.rotate_100k
+        return checks, ["-s", str(BENCH / "lua" / "rotate.lua"), "--", str(file)]
+    token = tokens.invalid if row.tokens == "invalid" else tokens.one
+    return checks, ["-H", f"Approov-Token: {token}", "-H", f"Authorization: {BINDING}"]
+
+
 def worker_rss_mb(master: int) -> list[float]:
     return [rss_mb(worker) for worker in children(master)]
 
@@ -240,6 +294,7 @@ def main() -> int:
     (workdir / "www" / "index.html").write_text("ok\n")
     now = time.time()
     one = mint(SECRET, lifetime_seconds=3600, binding=BINDING, did="bench")
+    installed = mint(SECRET, lifetime_seconds=3600, binding=BINDING, did="bench", ipk=TEST_IPK)
     rotate = workdir / "tokens.txt"
     rotate_100k = workdir / "tokens-100k.txt"
     print("minting 100,000 tokens ...", flush=True)
@@ -250,10 +305,11 @@ def main() -> int:
     rotate.write_text("\n".join(lines[:20_000]) + "\n")
     rotate_100k.write_text("\n".join(lines) + "\n")
     invalid = one[:-4] + ("AAAA" if not one.endswith("AAAA") else "BBBB")
+    tokens = Tokens(one, invalid, installed, rotate, rotate_100k)
 
     env = authsvc_env()
     authsvc_port, naive_port = free_port(), free_port()
-    ports = [free_port() for _ in range(8)]
+    ports = [free_port() for _ in range(9)]
     socket_path = workdir / "authsvc.sock"
     running: list[subprocess.Popen[bytes]] = []
     try:
@@ -318,15 +374,9 @@ def main() -> int:
         rss_before = worker_rss_mb(authsvc.pid)
         for row in rows:
             port = ports[row.port_index]
-            checks = (status(port, one), status(port, invalid))
+            checks, extra = row_requests(row, port, tokens, args.seconds)
             no_auth = row.name in ("nginx-no-auth", "auth-floor")
             proven = no_auth or checks == (200, 401)
-            if row.tokens in ("rotate", "rotate-100k"):
-                file = rotate if row.tokens == "rotate" else rotate_100k
-                extra = ["-s", str(BENCH / "lua" / "rotate.lua"), "--", str(file)]
-            else:
-                token = invalid if row.tokens == "invalid" else one
-                extra = ["-H", f"Approov-Token: {token}", "-H", f"Authorization: {BINDING}"]
             result = wrk(port, args.seconds, args.connections, extra, row.expect)
             results[row.name] = result
             verdict = "allow+deny ok" if proven else f"CHECK FAILED {checks}"
@@ -378,6 +428,8 @@ def print_ratios(
         behind_nginx = row.removeprefix("envoy-")
         label = f"{row} / {behind_nginx} (nginx)"
         print(f"  {label:<40}{rps[row] / rps[behind_nginx]:>6.2f}x  (for the record)")
+    signed_vs_hit = rps["authsvc-hit-signed"] / rps["authsvc-hit"]
+    print(f"  {'authsvc-hit-signed / authsvc-hit':<40}{signed_vs_hit:>6.2f}x  (for the record)")
     unix_vs_tcp = rps["authsvc-hit-unix-socket"] / rps["authsvc-hit"]
     print(f"  {'authsvc-hit unix socket / TCP':<40}{unix_vs_tcp:>6.2f}x  (for the record)")
     added = paced["authsvc-hit"].p99_ms - paced["auth-floor"].p99_ms

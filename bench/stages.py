@@ -4,7 +4,9 @@ The HTTP layer is not in here (see `make bench`); everything after it is: readin
 credentials, verifying (a cache miss and a hit), the Prometheus writes (multiprocess mode, as
 `authsvc serve` runs them), the decision line (written to a real file, one write per line),
 and the whole app call (less the cost of calling an empty ASGI app the same way); what the
-app call costs beyond those stages is Falcon's share.
+app call costs beyond those stages is Falcon's share. Then message signing: reading the client's
+request from the proxy's headers, verifying an `install` signature (structured fields, the
+signature base, ECDSA P-256), and the whole app call of a signed request.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -23,13 +26,14 @@ sys.path.insert(0, str(REPO))
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="authsvc-stages-")
 
 from authsvc.app import Receive, Scope, Send, create_app
-from authsvc.config import Settings
+from authsvc.config import DEFAULT_TOKEN_HEADER, Settings
 from authsvc.credentials import CredentialReader
 from authsvc.decisionlog import DecisionLog
-from authsvc.devtoken import mint
+from authsvc.devtoken import TEST_IPK, mint, sign_request
 from authsvc.metrics import Metrics
+from authsvc.origin import ClientRequestReader
 from authsvc.runtime import Runtime
-from authsvc.verify import BindingMode, Verifier
+from authsvc.verify import BindingMode, SigningMode, Verifier
 from tests.asgi import answer
 from tests.tokens import DUMMY_SECRET
 
@@ -78,6 +82,7 @@ def main() -> None:
             log.record(
                 verdict,
                 policy="required",
+                signing="off",
                 method="GET",
                 uri="/api/v1/shapes?colour=red",
                 request_id="0f7c2a9e5b1d4c3a8e6f0b2d4a6c8e0f",
@@ -108,12 +113,59 @@ def main() -> None:
             - harness,
         }
         loop.close()
+        signing = signing_stages(runtime, app, headers)
     parts = ("read credentials", "verify, cache hit", "metrics (3 writes)", "decision line")
     stages["Falcon + ASGI (the rest)"] = stages["whole app call, hit"] - sum(
         stages[name] for name in parts
     )
-    for name, micros in stages.items():
-        print(f"{name:<28}{micros:>8.1f} us")
+    for name, micros in {**stages, **signing}.items():
+        print(f"{name:<32}{micros:>8.1f} us")
+
+
+def signing_stages(
+    runtime: Runtime, app: Any, nginx_headers: list[tuple[bytes, bytes]]
+) -> dict[str, float]:
+    """A GET signed as the SDKs sign it (method, URL, token, Authorization), through nginx."""
+    token = mint(DUMMY_SECRET, lifetime_seconds=3600, binding=BINDING.decode(), ipk=TEST_IPK)
+    url = "https://api.example.com/api/v1/shapes?colour=red"
+    client = [("Approov-Token", token), ("Authorization", BINDING.decode())]
+    added = sign_request(
+        "GET", url, client, token_header=DEFAULT_TOKEN_HEADER, lifetime_seconds=600
+    )
+    headers = [
+        *((name, value) for name, value in nginx_headers if name != b"approov-token"),
+        (b"approov-token", token.encode()),
+        (b"x-forwarded-proto", b"https"),
+        (b"x-forwarded-host", b"api.example.com"),
+        *((name.lower().encode(), value.encode()) for name, value in added),
+    ]
+    reader = ClientRequestReader(None)
+    client_request = reader.read(headers, method="GET", client_target=None, body=None)
+    verdict = runtime.verifier.check(
+        CredentialReader(DEFAULT_TOKEN_HEADER, ("Authorization",)).read(headers),
+        BindingMode.REQUIRED,
+    )
+    signatures = runtime.signatures
+    if signatures.check(verdict, client_request, SigningMode.REQUIRED).reason != "ok":
+        raise SystemExit("bench-stages: the signed request is not allowed; nothing to measure")
+    loop = asyncio.new_event_loop()
+    path = "/auth-signing-required"
+    whole = per_call_us(
+        lambda: loop.run_until_complete(answer(app, headers, path=path)), rounds=ROUNDS // 4
+    )
+    plain = per_call_us(lambda: loop.run_until_complete(answer(app, headers)), rounds=ROUNDS // 4)
+    loop.close()
+    return {
+        "read client request (signing)": per_call_us(
+            lambda: reader.read(headers, method="GET", client_target=None, body=None)
+        ),
+        "verify message signature": per_call_us(
+            lambda: signatures.check(verdict, client_request, SigningMode.REQUIRED),
+            rounds=ROUNDS // 4,
+        ),
+        "whole app call, signed, hit": whole,
+        "signing's share of that call": whole - plain,
+    }
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from authsvc.config import PUBLIC_DUMMY_SECRET_B64
-from authsvc.devtoken import mint
+from authsvc.devtoken import TEST_IPK, mint
 from demo import nginx
 from demo.processes import authsvc_env, authsvc_serve, spawn, stop, wait_until_answering
 
@@ -27,9 +27,11 @@ TOKEN_LIFETIME_SECONDS = 3600
 AUTHORIZATION = "Bearer demo-user-session"
 
 
-def demo_token(binding: str | None) -> str:
+def demo_token(binding: str | None, ipk: str | None = None) -> str:
     secret = base64.b64decode(PUBLIC_DUMMY_SECRET_B64)
-    return mint(secret, lifetime_seconds=TOKEN_LIFETIME_SECONDS, binding=binding, did="demo")
+    return mint(
+        secret, lifetime_seconds=TOKEN_LIFETIME_SECONDS, binding=binding, did="demo", ipk=ipk
+    )
 
 
 def curl(url: str, headers: dict[str, str]) -> str:
@@ -37,9 +39,19 @@ def curl(url: str, headers: dict[str, str]) -> str:
     return f"curl -i {flags} {url}"
 
 
+def signed_curl(url: str, headers: dict[str, str]) -> str:
+    """`authsvc sign` prints the curl command; run at once, as a signature lives 15 s."""
+    flags = " ".join(f"-H {shlex.quote(f'{name}: {value}')}" for name, value in headers.items())
+    return f'eval "$(.venv/bin/authsvc sign {url} {flags})"'
+
+
 def banner(ports: nginx.Ports) -> str:
     site = f"http://127.0.0.1:{ports.nginx}"
     bound = demo_token(AUTHORIZATION)
+    installed = demo_token(AUTHORIZATION, ipk=TEST_IPK)
+    signed = signed_curl(
+        f"{site}/signed/hello", {"Approov-Token": installed, "Authorization": AUTHORIZATION}
+    )
     return f"""
 authsvc demo is running (Ctrl-C stops it)
   nginx    {site}  (nginx/example.conf)
@@ -54,6 +66,9 @@ Denied (401): the same token with another Authorization value
 
 Token only, for a login location (no Authorization yet)
   {curl(f"{site}/login", {"Approov-Token": demo_token(None)})}
+
+Signed: an Approov message signature (test installation key) over the request, route /signed/
+  {signed}
 
 Open: curl -i {site}/public/
 """

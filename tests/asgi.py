@@ -38,13 +38,25 @@ async def answer(
     path: str = "/auth",
     *,
     body: bytes = b"",
+    query: bytes = b"",
+    body_chunks: list[bytes] | None = None,
+    body_stalls: bool = False,
     timeout: float = 2.0,
 ) -> Answer:
-    """What `app` answers (headers passed as a server would: lower-case names, raw bytes)."""
+    """What `app` answers (headers passed as a server would: lower-case names, raw bytes).
+
+    The body comes in one event, or as `body_chunks`; `body_stalls`: after them, the client
+    sends nothing more."""
     sent: list[Message] = []
+    chunks = list(body_chunks) if body_chunks is not None else [body]
 
     async def receive() -> Message:
-        return {"type": "http.request", "body": body, "more_body": False}
+        if chunks:
+            chunk = chunks.pop(0)
+            more = bool(chunks) or body_stalls
+            return {"type": "http.request", "body": chunk, "more_body": more}
+        await asyncio.Event().wait()  # a stalled client: no event ever comes
+        raise AssertionError("unreachable")
 
     async def send(message: Message) -> None:
         sent.append(message)
@@ -57,7 +69,7 @@ async def answer(
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
-        "query_string": b"",
+        "query_string": query,
         "root_path": "",
         "headers": [(name.lower(), value) for name, value in headers],
         "client": ("127.0.0.1", 1),

@@ -17,6 +17,7 @@ from authsvc.explain import explain
 from authsvc.keys import KeySource
 from authsvc.verify import BindingMode, Reason, Verdict
 from tests.asgi import answer, dummy_app
+from tests.signatures import ipk_token
 from tests.tokens import DUMMY_SECRET, secret_verifier, sign
 
 VERIFIER = secret_verifier(DUMMY_SECRET)
@@ -88,6 +89,90 @@ def test_app_answers_allow_or_401_for_any_header_bytes(
     got = asyncio.run(answer(APP, headers, method, path))
     assert got.status == 401
     assert got.reason not in {None, "ok", "internal_error"}
+
+
+# --- whatever signature headers come with a token that carries an ipk: a deny, never a crash --
+
+SIGNED_ROUTE = "/auth-binding-off-signing-required"
+IPK_TOKEN = ipk_token(ttl=3600).encode()
+COMPONENT_NAMES = st.sampled_from(
+    [
+        '"@method"',
+        '"@target-uri"',
+        '"approov-token"',
+        '"@path"',
+        '"@query"',
+        '"@authority"',
+        '"content-digest"',
+        '"x"',
+        '"@query-param";name="a"',
+        '"A"',
+        "@method",
+        '""',
+    ]
+)
+PARAMETERS = st.sampled_from(
+    [
+        'alg="ecdsa-p256-sha256"',
+        "alg=ecdsa-p256-sha256",
+        "created=1",
+        "created=-1",
+        "created=99999999999999999",
+        "expires=0",
+        'keyid="k"',
+        "nonce=?1",
+        "x=1",
+        "created=1.5",
+    ]
+)
+SIGNATURE_INPUTS = st.builds(
+    lambda label, names, params: (
+        f"{label}=({' '.join(names)})" + "".join(f";{p}" for p in params)
+    ).encode(),
+    st.sampled_from(["install", "other", "Install", "install=install"]),
+    st.lists(COMPONENT_NAMES, max_size=5),
+    st.lists(PARAMETERS, max_size=5),
+)
+SIGNATURES = st.sampled_from(
+    [b"install=:" + base64.b64encode(bytes(n)) + b":" for n in (0, 1, 63, 64, 65)]
+    + [b'install="' + base64.b64encode(bytes(64)) + b'"', b"install=1", b"install=(a)"]
+)
+SIGNING_FIELDS = st.one_of(
+    st.tuples(st.just(b"signature-input"), SIGNATURE_INPUTS | st.binary(max_size=80)),
+    st.tuples(st.just(b"signature"), SIGNATURES | st.binary(max_size=80)),
+    st.tuples(
+        st.sampled_from(
+            [
+                b"content-digest",
+                b"x-original-uri",
+                b"x-original-method",
+                b"x-forwarded-host",
+                b"x-forwarded-proto",
+                b"x-forwarded-uri",
+                b"content-length",
+                b"host",
+            ]
+        ),
+        st.binary(max_size=60) | st.sampled_from([b"/", b"https", b"a.io", b"sha-256=:AA==:"]),
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    fields=st.lists(SIGNING_FIELDS, max_size=8),
+    body=st.binary(max_size=40),
+    appended=st.sampled_from(["", "/", "/x?y", "/%2F"]),
+)
+def test_any_signature_headers_are_refused_with_a_signing_reason_never_an_error(
+    fields: list[tuple[bytes, bytes]], body: bytes, appended: str
+) -> None:
+    """No header, URL or body a client sends makes the signing stage fail: it denies."""
+    headers = [(b"approov-token", IPK_TOKEN), *fields]
+    got = asyncio.run(answer(APP, headers, "POST", SIGNED_ROUTE + appended, body=body))
+    assert got.status == 401
+    assert got.reason is not None
+    assert got.reason.startswith(("message_", "content_digest")), got.reason
 
 
 # --- whatever a validly signed token carries, the answer and the log line are sound ----------

@@ -5,7 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.servers import Authsvc
+from demo import nginx
+from demo.gateways import GATEWAYS
+from tests.conftest import gateway_available, require
+from tests.e2e.servers import Authsvc, GatewayStack, ProxiedStack, Stack
 
 
 @pytest.fixture(scope="module")
@@ -18,3 +21,26 @@ def authsvc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Authsvc]:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture(scope="module", params=["nginx", *sorted(GATEWAYS)])
+def gateway(request: pytest.FixtureRequest) -> str:
+    """Each proxy authsvc ships a configuration for, in turn."""
+    name: str = request.param
+    if name == "nginx":
+        require(nginx.find_nginx() is not None, nginx.INSTALL_HINT)
+    else:
+        gateway_available(name)
+    return name
+
+
+def start_stack(gateway: str, root: Path) -> ProxiedStack:
+    return Stack(root) if gateway == "nginx" else GatewayStack(GATEWAYS[gateway], root)
+
+
+@pytest.fixture(scope="module")
+def stack(gateway: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxiedStack]:
+    """The backend and authsvc behind `gateway` running its shipped file."""
+    running = start_stack(gateway, tmp_path_factory.mktemp(gateway))
+    yield running
+    running.stop()

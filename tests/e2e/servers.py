@@ -228,6 +228,26 @@ INGRESS_SITE = """
             proxy_set_header    X-Approov-Did $authHeader0;
             proxy_pass http://127.0.0.1:{backend};
         }}
+        # auth-url with message signing, no auth-method: then ingress-nginx sends no
+        # X-Original-URI of its own (a client's passes through) and blanks X-Forwarded-Proto.
+        location = /_external-auth-signed {{
+            internal;
+            proxy_pass_request_body     off;
+            proxy_set_header            Content-Length          "";
+            proxy_set_header            X-Forwarded-Proto       "";
+            proxy_set_header            Host                    {auth_host};
+            proxy_set_header            X-Original-URL          $scheme://$http_host$request_uri;
+            proxy_set_header            X-Original-Method       $request_method;
+            proxy_set_header            X-Sent-From             "nginx-ingress-controller";
+            proxy_http_version          1.1;
+            proxy_pass_request_headers  on;
+            set $target http://127.0.0.1:{authsvc}/auth-binding-off-signing-required;
+            proxy_pass $target;
+        }}
+        location /signed/ {{
+            auth_request        /_external-auth-signed;
+            proxy_pass http://127.0.0.1:{backend};
+        }}
     }}
 """
 

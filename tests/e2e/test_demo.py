@@ -6,6 +6,7 @@ import os
 import re
 import shlex
 import signal
+import subprocess
 import sys
 import time
 import urllib.error
@@ -64,7 +65,16 @@ def test_demo_prints_working_curls_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -
         text = log_path.read_text()
         sections = re.findall(r"^(Allowed|Denied|Token only)[^\n]*\n  (curl [^\n]+)$", text, re.M)
         statuses = {name: run_curl(line) for name, line in sections}
-        assert statuses == {"Allowed": 200, "Denied": 401, "Token only": 200}
+        signing = re.search(
+            r'^Signed[^\n]*\n  eval "\$\((\.venv/bin/authsvc sign [^\n]+)\)"$', text, re.M
+        )
+        assert signing is not None, text
+        command = signing[1].replace(".venv/bin/authsvc", f"{sys.executable} -m authsvc", 1)
+        signed = subprocess.run(
+            ["bash", "-c", command], capture_output=True, text=True, check=True, env=os.environ
+        ).stdout
+        statuses["Signed"] = run_curl(signed.strip())
+        assert statuses == {"Allowed": 200, "Denied": 401, "Token only": 200, "Signed": 200}
         demo.send_signal(signal.SIGINT)
         assert demo.wait(timeout=20) == 0
         for port in ports:

@@ -8,16 +8,15 @@ import hashlib
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from demo import nginx
 from demo.gateways import GATEWAYS
-from tests.conftest import gateway_available, require
+from tests.conftest import gateway_available
 from tests.e2e.app_requests import AUTHORIZATION, METHODS, approov, valid_token
+from tests.e2e.conftest import start_stack
 from tests.e2e.servers import Authsvc, GatewayStack, ProxiedStack, Stack
 from tests.tokens import OTHER_SECRET, b64url, bound_token, json_bytes, token
 
@@ -26,27 +25,6 @@ pytestmark = pytest.mark.e2e
 # What each proxy answers when authsvc cannot be reached: nginx and Envoy as the shipped files
 # choose (the include's map, status_on_error), Caddy as forward_auth does.
 UNAVAILABLE = {"nginx": 503, "envoy": 503, "caddy": 502}
-
-
-@pytest.fixture(scope="module", params=["nginx", *sorted(GATEWAYS)])
-def gateway(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    if name == "nginx":
-        require(nginx.find_nginx() is not None, nginx.INSTALL_HINT)
-    else:
-        gateway_available(name)
-    return name
-
-
-def start_stack(gateway: str, root: Path) -> ProxiedStack:
-    return Stack(root) if gateway == "nginx" else GatewayStack(GATEWAYS[gateway], root)
-
-
-@pytest.fixture(scope="module")
-def stack(gateway: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxiedStack]:
-    running = start_stack(gateway, tmp_path_factory.mktemp(gateway))
-    yield running
-    running.stop()
 
 
 def unsigned_token() -> str:

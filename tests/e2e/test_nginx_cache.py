@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.servers import Stack
-from tests.tokens import bound_token
+from tests.signatures import ipk_token, request, sign
+from tests.tokens import bound_token, pay_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("nginx_available")]
 
@@ -85,3 +86,13 @@ def test_a_cached_allow_is_logged_by_nginx_with_its_reason(cached: Stack) -> Non
     lines = [x for x in cached.nginx.access_log().splitlines() if "/api/cached-log" in x]
     assert ["auth_cache=HIT" in line for line in lines] == [False, True, True]
     assert all(" approov=ok " in line for line in lines)
+
+
+def test_a_signed_allow_is_never_cached(cached: Stack) -> None:
+    """A message signature covers one request: an allow on a signing route must not answer
+    the next request with the same token (the cache key holds no signature or client URL)."""
+    tok = ipk_token(pay=pay_for(AUTHORIZATION.encode()))
+    url = f"http://127.0.0.1:{cached.port}/signed/a"
+    signed = sign(request("GET", url, token_value=tok, headers=[("Authorization", AUTHORIZATION)]))
+    assert cached.send("GET", "/signed/a", dict(signed.headers.items())).status == 200
+    assert cached.send("GET", "/signed/b", headers(tok)).status == 401

@@ -267,6 +267,8 @@ def test_client_path_after_auth_never_changes_the_default_policy(
         "/auth-binding-required/auth-binding-off",
         "/auth-binding-required/../auth-binding-off",
         "/auth-binding-required/%2e%2e/auth-binding-off/x",
+        "/auth-binding-required-signing-off/../auth-binding-off",
+        "/auth-binding-required/-signing-off",
     ],
 )
 def test_client_path_after_a_pinned_policy_never_changes_it(path: str) -> None:
@@ -309,6 +311,12 @@ def test_envoy_check_without_a_client_path_is_allowed_with_200() -> None:
         "/auth-binding-off-x",
         "/auth-binding",
         "/binding-off",
+        "/auth-signing-",
+        "/auth-signing-on",
+        "/auth-signing",
+        "/auth-signing-required-binding-off",  # the binding is named first
+        "/auth-binding-off-signing",
+        "/auth-signing-off-x",
         "/",
     ],
 )

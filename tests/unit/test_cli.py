@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -13,11 +15,15 @@ from typing import Any
 import pytest
 
 from authsvc.cli import main
+from authsvc.config import Settings
 from authsvc.credentials import Credentials
 from authsvc.devtoken import parse_duration
 from authsvc.environment import load_environment
+from authsvc.runtime import Runtime
 from authsvc.server import default_workers
-from authsvc.verify import BindingMode, Reason
+from authsvc.signing import ClientRequest
+from authsvc.verify import BindingMode, Reason, SigningMode
+from tests.signatures import APPROOV_TEST_IPK, ipk_token
 from tests.tokens import (
     DUMMY_SECRET,
     DUMMY_SECRET_B64,
@@ -220,3 +226,110 @@ def test_default_workers_follow_the_cpus_capped_by_a_container_quota(
 
 def test_default_workers_without_a_cgroup_file_are_the_cpus(tmp_path: Path) -> None:
     assert default_workers(tmp_path / "missing") == len(os.sched_getaffinity(0))
+
+
+# --- message signing: token --ipk, sign, explain --signing --------------------------------------
+
+DUMMY_ENV = {"APPROOV_BASE64_SECRET": DUMMY_SECRET_B64}
+SIGNED_URL = "https://api.example.com/v1/orders?id=7"
+
+
+def signed_curl(capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[str, dict[str, str]]:
+    """`authsvc token --ipk`, then `authsvc sign` for a POST with it: the token and the headers
+    of the printed curl command."""
+    assert main(["token", "--ipk", "--binding", "Bearer x"], env=DUMMY_ENV) == 0
+    minted = capsys.readouterr().out.strip()
+    argv = ["sign", "-X", "POST", SIGNED_URL, "-H", f"Approov-Token: {minted}"]
+    assert main([*argv, "-H", "Authorization: Bearer x", *extra], env={}) == 0
+    words = shlex.split(capsys.readouterr().out)
+    assert (words[:5], words[-1]) == (["curl", "-sS", "-i", "-X", "POST"], SIGNED_URL)
+    headers = dict(words[i + 1].split(": ", 1) for i, word in enumerate(words) if word == "-H")
+    return minted, headers
+
+
+def test_token_ipk_carries_the_test_installation_key(capsys: pytest.CaptureFixture[str]) -> None:
+    minted, _ = signed_curl(capsys)
+    claims = json.loads(base64.urlsafe_b64decode(minted.split(".")[1] + "=="))
+    assert claims["ipk"] == APPROOV_TEST_IPK
+
+
+def test_sign_prints_a_curl_command_whose_signature_authsvc_accepts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Covered as the SDKs cover: method, URL, token, Authorization and the body's digest."""
+    minted, headers = signed_curl(capsys, "--data", '{"n": 1}')
+    assert headers["Content-Digest"] == (
+        "sha-256=:" + base64.b64encode(hashlib.sha256(b'{"n": 1}').digest()).decode() + ":"
+    )
+    assert headers["Signature-Input"].startswith(
+        'install=("@method" "@target-uri" "approov-token" "authorization" "content-digest")'
+    )
+    fields = {name.lower(): (value.encode(),) for name, value in headers.items()}
+    request = ClientRequest("POST", SIGNED_URL, fields, b'{"n": 1}')
+    verdict = Runtime.from_settings(Settings(secret=DUMMY_SECRET)).signatures.check(
+        secret_verifier().check(Credentials((minted.encode(),), b"Bearer x"), BindingMode.REQUIRED),
+        request,
+        SigningMode.REQUIRED,
+    )
+    assert verdict.reason is Reason.OK
+
+
+def test_sign_needs_the_token_header(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sign", SIGNED_URL, "-H", "Authorization: Bearer x"], env={}) == 1
+    assert "authsvc token --ipk" in capsys.readouterr().err
+
+
+def test_explain_walks_through_a_message_signature(capsys: pytest.CaptureFixture[str]) -> None:
+    minted, headers = signed_curl(capsys)
+    argv = [minted, "--binding", "Bearer x", "--signing", "required", "--method", "POST"]
+    argv += ["--url", SIGNED_URL]
+    for name in ("Signature-Input", "Signature"):
+        argv += ["--header", f"{name}: {headers[name]}"]
+    code, lines = explain_output(capsys, *argv)
+    assert code == 0
+    assert lines["ipk"] == "ok: an EC P-256 public key"
+    assert lines["base"] == '"@method": POST'
+    assert re.fullmatch(r"\d+ = .* \(in 1\ds\)", lines["expires"])
+    assert lines["result"] == "ok: allowed (2xx)"
+
+
+@pytest.mark.parametrize(
+    ("argv", "line", "expected"),
+    [
+        (["--url", SIGNED_URL], "signature", "MISSING: pass --header .*"),
+        (
+            [
+                "--url",
+                SIGNED_URL,
+                "--header",
+                'Signature-Input: install=("@method");alg="ecdsa-p256-sha256";created={now}',
+                "--header",
+                f"Signature: install=:{base64.b64encode(bytes(64)).decode()}:",
+            ],
+            "result",
+            "message_coverage_insufficient: denied .*",
+        ),
+        (
+            [
+                "--header",
+                'Signature-Input: install=("@method" "@target-uri" "approov-token")'
+                ';alg="ecdsa-p256-sha256";created=1',
+                "--header",
+                "Signature: install=:AAAA:",
+            ],
+            "base",
+            "NOT REBUILT: message_target_unknown",
+        ),
+    ],
+    ids=["unsigned", "too-little-covered", "no-url"],
+)
+def test_explain_says_which_signature_check_failed(
+    capsys: pytest.CaptureFixture[str], argv: list[str], line: str, expected: str
+) -> None:
+    now = str(int(time.time()))  # `created` when the test runs, not when it was collected
+    argv = [word.replace("{now}", now) for word in argv]
+    code, lines = explain_output(
+        capsys, ipk_token(), "--policy", "off", "--signing", "required", *argv
+    )
+    assert code == 3
+    assert re.fullmatch(expected, lines[line]), "\n".join(f"{k}: {v}" for k, v in lines.items())

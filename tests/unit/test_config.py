@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from authsvc.config import ConfigError, Settings
-from authsvc.verify import BindingMode
+from authsvc.verify import BindingMode, SigningMode
 from tests.tokens import DUMMY_SECRET, DUMMY_SECRET_B64
 
 BASE = {"APPROOV_BASE64_SECRET": DUMMY_SECRET_B64}
@@ -32,6 +32,11 @@ def test_defaults_are_the_documented_ones() -> None:
         leeway_seconds=0,
         issuer=None,
         audience=None,
+        signing_mode=SigningMode.OFF,
+        signature_max_age_seconds=60,
+        signature_clock_skew_seconds=0,
+        abort_on_invalid_signature=True,
+        public_base_url=None,
     )
 
 
@@ -209,3 +214,68 @@ def test_jwks_url_over_plain_http_elsewhere_is_refused(url: str, says: str) -> N
     with pytest.raises(ConfigError) as error:
         Settings.from_env({**BASE, "APPROOV_JWKS_URL": url})
     assert says in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "mode"),
+    [
+        ("off", SigningMode.OFF),
+        ("IF-PRESENT", SigningMode.IF_PRESENT),
+        ("required", SigningMode.REQUIRED),
+    ],
+)
+def test_message_signing_modes(text: str, mode: SigningMode) -> None:
+    assert Settings.from_env({**BASE, "APPROOV_MESSAGE_SIGNING": text}).signing_mode is mode
+
+
+def test_every_message_signing_problem_is_reported_at_once() -> None:
+    found = problems(
+        {
+            **BASE,
+            "APPROOV_MESSAGE_SIGNING": "on",
+            "APPROOV_SIGNATURE_MAX_AGE_SECONDS": "0",
+            "APPROOV_SIGNATURE_CLOCK_SKEW_SECONDS": "301",
+            "APPROOV_ABORT_REQUEST_ON_INVALID_MESSAGE_SIGNATURE": "maybe",
+            "APPROOV_PUBLIC_BASE_URL": "api.example.com",
+        }
+    )
+    assert [problem.split(":")[0] for problem in found] == [
+        "APPROOV_MESSAGE_SIGNING",
+        "APPROOV_SIGNATURE_MAX_AGE_SECONDS",
+        "APPROOV_SIGNATURE_CLOCK_SKEW_SECONDS",
+        "APPROOV_ABORT_REQUEST_ON_INVALID_MESSAGE_SIGNATURE",
+        "APPROOV_PUBLIC_BASE_URL",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "base_url"),
+    [
+        ("https://api.example.com", "https://api.example.com"),
+        ("https://api.example.com/", "https://api.example.com"),
+        ("http://api.example.com:8443", "http://api.example.com:8443"),
+        ("https://api.example.com/v1", None),
+        ("https://api.example.com?x=1", None),
+        ("https://api.example.com#top", None),
+        ("https://user@api.example.com", None),
+        ("ftp://api.example.com", None),
+        ("https://", None),
+    ],
+)
+def test_public_base_url_is_a_scheme_and_an_authority(text: str, base_url: str | None) -> None:
+    """The URL the clients call, to rebuild a signed @target-uri from: no path to append to."""
+    env = {**BASE, "APPROOV_PUBLIC_BASE_URL": text}
+    if base_url is None:
+        assert problems(env)
+    else:
+        assert Settings.from_env(env).public_base_url == base_url
+
+
+def test_summary_shows_the_message_signing_settings() -> None:
+    env = {
+        **BASE,
+        "APPROOV_MESSAGE_SIGNING": "if-present",
+        "APPROOV_PUBLIC_BASE_URL": "https://a.io",
+    }
+    summary = Settings.from_env(env).summary()
+    assert "signing=if-present (max age 60s, skew 0s, url https://a.io)" in summary

@@ -26,6 +26,7 @@ def record(**overrides: Any) -> str:
     claims = {"exp": 2_000_000_000, "did": overrides.pop("did", "device")}
     fields: dict[str, Any] = {
         "policy": "required",
+        "signing": "off",
         "method": "GET",
         "uri": "/api/x",
         "request_id": "r-1",
@@ -86,6 +87,7 @@ def test_time_is_iso_8601_utc_to_the_millisecond_as_isoformat_has_it(now: float)
     DecisionLog(stream, clock=lambda: now).record(
         Verdict(Reason.OK, Decision.ALLOW),
         policy="off",
+        signing="off",
         method=None,
         uri=None,
         request_id=None,

@@ -122,13 +122,13 @@ TRAPS = {
     "auth-location-passes-the-body": (
         [(SUBREQUEST, "proxy_pass_request_body off;", "")],
         INCLUDE,
-        "location = /_approov/auth {",
+        "    location ~ ^/_approov/(?<approov_policy>auth",
         "add `proxy_pass_request_body off;`",
     ),
     "auth-location-announces-content-length": (
         [(SUBREQUEST, 'proxy_set_header Content-Length "";', "")],
         INCLUDE,
-        "location = /_approov/auth {",
+        "    location ~ ^/_approov/(?<approov_policy>auth",
         'add `proxy_set_header Content-Length "";`',
     ),
     "device-id-lost-by-a-location-with-its-own-proxy-set-header": (

@@ -1,0 +1,217 @@
+"""Approov message signing through every shipped proxy: a real nginx, Envoy and Caddy, each with
+its shipped file (route `/signed/` = token and a valid `install` signature), in front of the
+real `authsvc serve` and a counting backend. Requests are signed by an independent RFC 9421
+signer (tests.signatures) with Approov's test installation key."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import pytest
+
+from tests.e2e.app_requests import AUTHORIZATION
+from tests.e2e.servers import ProxiedStack, Reply, Stack
+from tests.e2e.test_gateways import decision_for
+from tests.signatures import SDK_COMPONENTS, Request, ipk_token, request, sign
+from tests.tokens import pay_for, token
+
+pytestmark = pytest.mark.e2e
+
+# Where the shipped configuration has authsvc check the body against its signed Content-Digest
+# before the backend sees it (README, "Message signing"): Envoy forwards the body
+# (`with_request_body`); nginx's auth_request and Caddy's forward_auth never send it.
+CHECKS_THE_BODY = {"nginx": False, "envoy": True, "caddy": False}
+
+
+# The SDK covers Authorization when the request has one.
+COMPONENTS = (*SDK_COMPONENTS, "authorization")
+
+
+def url(stack: ProxiedStack, target: str) -> str:
+    return f"http://127.0.0.1:{stack.port}{target}"
+
+
+def app_request(
+    method: str,
+    target: str,
+    *,
+    ipk: bool = True,
+    body: bytes | None = None,
+    headers: Sequence[tuple[str, str]] = (),
+) -> Request:
+    """An app's call to the shipped `/signed/` route: its token carries the installation key
+    and is bound to its Authorization (the route keeps authsvc's default binding policy)."""
+    pay = pay_for(AUTHORIZATION.encode())
+    return request(
+        method,
+        target,
+        token_value=ipk_token(pay=pay) if ipk else token(pay=pay),
+        headers=[("Authorization", AUTHORIZATION), *headers],
+        body=body,
+    )
+
+
+def deliver(
+    stack: ProxiedStack,
+    signed: Request,
+    *,
+    target: str | None = None,
+    method: str | None = None,
+    extra: dict[str, str] | None = None,
+) -> Reply:
+    """Send `signed` through the proxy, optionally to another target or with another method
+    than it was signed for."""
+    path = target if target is not None else signed.url.split(str(stack.port), 1)[1]
+    headers = {**dict(signed.headers.items()), **(extra or {})}
+    return stack.send(method or signed.method, path, headers, signed.body)
+
+
+def refused(stack: ProxiedStack, reply: Reply, before: int, reason: str, uri: str) -> None:
+    assert reply.status == 401, reply.body
+    assert stack.backend_requests() == before, "a refused request reached the backend"
+    assert decision_for(stack, uri)["reason"] == reason
+
+
+def test_a_signed_request_reaches_the_backend(stack: ProxiedStack) -> None:
+    """The SDK's default coverage (method, URL, token) verifies through the proxy."""
+    signed = sign(
+        app_request("GET", url(stack, "/signed/items/7?colour=red")), components=COMPONENTS
+    )
+    reply = deliver(stack, signed)
+    assert reply.status == 200, reply.body
+    assert reply.json()["path"] == "/signed/items/7"
+    decision = decision_for(stack, "/signed/items/7?colour=red")
+    assert (decision["reason"], decision["signing"]) == ("ok", "required")
+
+
+def test_a_signed_post_with_body_digest_and_length_reaches_the_backend(
+    stack: ProxiedStack,
+) -> None:
+    """Authorization, Content-Type, Content-Length and Content-Digest covered, as the SDKs do
+    when the request has them: each proxy gets the client's values to authsvc."""
+    body = b'{"shape": "circle"}'
+    signed = sign(
+        app_request(
+            "POST",
+            url(stack, "/signed/orders"),
+            body=body,
+            headers=[("Content-Type", "application/json")],
+        ),
+        components=(*COMPONENTS, "content-type", "content-length"),
+    )
+    reply = deliver(stack, signed)
+    assert reply.status == 200, reply.body
+    assert reply.json()["body_sha256"] == hashlib.sha256(body).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ("method", "message_signature_mismatch"),
+        ("path", "message_signature_mismatch"),
+        ("query", "message_signature_mismatch"),
+        ("host", "message_signature_mismatch"),
+        ("authorization", "binding_mismatch"),  # the token's own binding goes first
+        ("unsigned", "message_signature_missing"),
+        ("token-without-ipk", "ipk_missing"),
+    ],
+)
+def test_a_changed_request_is_refused_before_the_backend(
+    stack: ProxiedStack, change: str, reason: str
+) -> None:
+    """A signature lifted onto another request (a replay with one thing changed) is refused."""
+    target = f"/signed/{change}?page=1"
+    signed = sign(
+        app_request("GET", url(stack, target), ipk=change != "token-without-ipk"),
+        components=COMPONENTS,
+    )
+    sent_target, method, extra = target, None, {}
+    if change == "method":
+        method = "DELETE"
+    elif change == "path":
+        sent_target = f"/signed/{change}x?page=1"
+    elif change == "query":
+        sent_target = f"/signed/{change}?page=2"
+    elif change == "host":
+        extra = {"Host": f"localhost:{stack.port}"}
+    elif change == "authorization":
+        extra = {"Authorization": "Bearer someone-else"}
+    elif change == "unsigned":
+        del signed.headers["Signature"]
+    before = stack.backend_requests()
+    reply = deliver(stack, signed, target=sent_target, method=method, extra=extra)
+    refused(stack, reply, before, reason, sent_target)
+
+
+def test_forged_proxy_headers_cannot_make_a_replayed_signature_fit(stack: ProxiedStack) -> None:
+    """The URL authsvc rebuilds comes from what the proxy sets, never from the client's copies of
+    those headers: a signature for /signed/a replayed on /signed/b with every header that could
+    name /signed/a is still refused."""
+    signed = sign(app_request("GET", url(stack, "/signed/a")), components=COMPONENTS)
+    forged = {
+        "X-Original-URI": "/signed/a",
+        "X-Original-Method": "GET",
+        "X-Forwarded-Uri": "/signed/a",
+        "X-Forwarded-Method": "GET",
+        "X-Forwarded-Host": f"127.0.0.1:{stack.port}",
+        "X-Forwarded-Proto": "http",
+    }
+    before = stack.backend_requests()
+    reply = deliver(stack, signed, target="/signed/b", extra=forged)
+    refused(stack, reply, before, "message_signature_mismatch", "/signed/b")
+
+
+def test_a_forged_scheme_is_not_believed(stack: ProxiedStack) -> None:
+    """A client claiming https through a plain-http listener signs a URL the proxy never
+    served: the proxy's own scheme goes into the URL authsvc rebuilds."""
+    signed = sign(
+        app_request("GET", url(stack, "/signed/scheme").replace("http:", "https:")),
+        components=COMPONENTS,
+    )
+    before = stack.backend_requests()
+    reply = deliver(stack, signed, target="/signed/scheme", extra={"X-Forwarded-Proto": "https"})
+    refused(stack, reply, before, "message_signature_mismatch", "/signed/scheme")
+
+
+def test_a_tampered_body_under_a_valid_signature(stack: ProxiedStack, gateway: str) -> None:
+    """The body changed after signing, its signed digest kept: refused where the shipped file
+    sends authsvc the body (Envoy); elsewhere it reaches the backend, as the README says, and
+    the backend must check the digest itself."""
+    signed = sign(
+        app_request("POST", url(stack, "/signed/tampered"), body=b'{"amount": 1}'),
+        components=COMPONENTS,
+    )
+    signed.body = b'{"amount": 9}'  # same length, so only the digest can tell
+    before = stack.backend_requests()
+    reply = deliver(stack, signed)
+    if CHECKS_THE_BODY[gateway]:
+        refused(stack, reply, before, "content_digest_mismatch", "/signed/tampered")
+    else:
+        assert reply.status == 200
+        assert reply.json()["body_sha256"] == hashlib.sha256(b'{"amount": 9}').hexdigest()
+
+
+def test_routes_without_signing_are_unchanged(stack: ProxiedStack) -> None:
+    """Signing is per route: /login (token only) takes an unsigned token that carries ipk."""
+    reply = stack.send("GET", "/login", {"Approov-Token": ipk_token()})
+    assert reply.status == 200
+
+
+@pytest.mark.parametrize("gateway", ["nginx"], indirect=True)
+def test_ingress_nginx_a_signed_request_passes_and_a_forged_original_uri_does_not(
+    stack: ProxiedStack,
+) -> None:
+    """ingress-nginx sends its own X-Original-URL (scheme, host and raw URI) but passes a
+    client's X-Original-URI through when no auth-method is set: authsvc reads the former."""
+    assert isinstance(stack, Stack)  # its ingress-shaped site
+    port = stack.ingress_port
+    signed = sign(
+        request("GET", f"http://127.0.0.1:{port}/signed/a?x=1"), components=COMPONENTS[:3]
+    )
+    reply = stack.send("GET", "/signed/a?x=1", dict(signed.headers.items()), port=port)
+    assert reply.status == 200, reply.body
+    before = stack.backend_requests()
+    forged = {**dict(signed.headers.items()), "X-Original-URI": "/signed/a?x=1"}
+    reply = stack.send("GET", "/signed/b", forged, port=port)
+    refused(stack, reply, before, "message_signature_mismatch", f"http://127.0.0.1:{port}/signed/b")

@@ -1,0 +1,153 @@
+"""Which headers say what the client asked for (authsvc.origin): the URL a message signature is
+checked against is rebuilt only from what each shipped proxy sets itself."""
+
+from __future__ import annotations
+
+import pytest
+
+from authsvc.origin import ClientRequestReader
+
+NGINX = [
+    (b"host", b"authsvc"),
+    (b"x-original-method", b"POST"),
+    (b"x-original-uri", b"/api/v1/items%2F7?colour=red"),
+    (b"x-forwarded-proto", b"https"),
+    (b"x-forwarded-host", b"api.example.com"),
+    (b"x-original-content-length", b"18"),
+]
+CADDY = [
+    (b"host", b"127.0.0.1:8002"),
+    (b"x-forwarded-method", b"POST"),
+    (b"x-forwarded-uri", b"/api/v1/items%2F7?colour=red"),
+    (b"x-forwarded-proto", b"https"),
+    (b"x-forwarded-host", b"api.example.com"),
+]
+ENVOY = [(b"host", b"api.example.com"), (b"x-forwarded-proto", b"https")]
+EXPECTED_URL = "https://api.example.com/api/v1/items%2F7?colour=red"
+
+
+def read(
+    headers: list[tuple[bytes, bytes]],
+    *,
+    base_url: str | None = None,
+    method: str = "GET",
+    client_target: bytes | None = None,
+    body: bytes | None = None,
+) -> tuple[str, str | None, dict[str, tuple[bytes, ...]]]:
+    request = ClientRequestReader(base_url).read(
+        headers, method=method, client_target=client_target, body=body
+    )
+    return request.method, request.target_uri, dict(request.fields)
+
+
+@pytest.mark.parametrize(
+    ("headers", "method", "client_target"),
+    [
+        (NGINX, "GET", None),
+        (CADDY, "GET", None),  # forward_auth's check is always a GET
+        (ENVOY, "POST", b"/api/v1/items%2F7?colour=red"),  # Envoy keeps method and raw path
+    ],
+    ids=["nginx", "caddy", "envoy"],
+)
+def test_each_proxys_headers_give_the_clients_method_and_raw_url(
+    headers: list[tuple[bytes, bytes]], method: str, client_target: bytes | None
+) -> None:
+    assert read(headers, method=method, client_target=client_target)[:2] == (
+        "POST",
+        EXPECTED_URL,
+    )
+
+
+def test_nginxs_own_uri_wins_over_a_client_sent_forwarded_uri() -> None:
+    """nginx sets X-Original-URI itself; a client's X-Forwarded-Uri passes through it."""
+    headers = [*NGINX, (b"x-forwarded-uri", b"/elsewhere")]
+    assert read(headers)[1] == EXPECTED_URL
+
+
+@pytest.mark.parametrize(
+    "duplicated", [b"x-original-uri", b"x-forwarded-proto", b"x-forwarded-host"]
+)
+def test_a_url_part_sent_twice_leaves_the_url_unknown(duplicated: bytes) -> None:
+    """Two copies mean a proxy passed the client's own along with its: believe neither."""
+    headers = [*NGINX, (duplicated, dict(NGINX)[duplicated])]
+    assert read(headers)[1] is None
+
+
+@pytest.mark.parametrize(
+    "missing", [b"x-original-uri", b"x-forwarded-proto"], ids=["no-uri", "no-scheme"]
+)
+def test_a_missing_url_part_leaves_the_url_unknown(missing: bytes) -> None:
+    headers = [(name, value) for name, value in NGINX if name != missing]
+    assert read(headers)[1] is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        (b"x-forwarded-proto", b"https, http"),
+        (b"x-forwarded-proto", b"1https"),
+        (b"x-forwarded-host", b"api.example.com/evil"),
+        (b"x-forwarded-host", b"user@api.example.com"),
+        (b"x-original-uri", b"api/v1"),
+        (b"x-original-uri", b"/api v1"),
+        (b"x-original-uri", "/caf\u00e9".encode()),
+    ],
+)
+def test_a_value_that_is_not_its_url_part_leaves_the_url_unknown(name: bytes, value: bytes) -> None:
+    headers = [(n, value if n == name else v) for n, v in NGINX]
+    assert read(headers)[1] is None
+
+
+def test_the_public_base_url_replaces_scheme_and_host_from_headers() -> None:
+    """TLS ended in front of the proxy: the proxy's own scheme would be http."""
+    headers = [(n, b"http" if n == b"x-forwarded-proto" else v) for n, v in NGINX]
+    url = read(headers, base_url="https://api.example.com")[1]
+    assert url == EXPECTED_URL
+
+
+def test_the_checks_own_content_length_is_never_the_clients() -> None:
+    headers = [(b"content-length", b"0"), *ENVOY]
+    assert "content-length" not in read(headers, client_target=b"/x")[2]
+
+
+def test_the_clients_content_length_comes_from_the_proxy_or_the_forwarded_body() -> None:
+    assert read(NGINX)[2]["content-length"] == (b"18",)
+    with_body = read([(b"content-length", b"5"), *ENVOY], client_target=b"/x", body=b"hello")
+    assert with_body[2]["content-length"] == (b"5",)
+
+
+def test_fields_keep_every_line_trimmed_and_in_order() -> None:
+    headers = [*NGINX, (b"signature", b" a=:AA==: "), (b"signature", b"b=:AA==:\t")]
+    assert read(headers)[2]["signature"] == (b"a=:AA==:", b"b=:AA==:")
+
+
+INGRESS = [
+    (b"host", b"authsvc.approov.svc"),
+    (b"x-original-url", b"https://api.example.com/api/v1/items%2F7?colour=red"),
+    (b"x-original-method", b"POST"),
+]
+
+
+def test_ingress_nginxs_whole_url_is_read_first() -> None:
+    """ingress-nginx sets X-Original-URL itself but passes a client's X-Original-URI, and
+    X-Forwarded-* through: the whole URL wins over all of them."""
+    forged = [
+        (b"x-original-uri", b"/elsewhere"),
+        (b"x-forwarded-host", b"evil.example"),
+        (b"x-forwarded-proto", b"http"),
+    ]
+    assert read([*INGRESS, *forged])[:2] == ("POST", EXPECTED_URL)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [b"api.example.com/x", b"https://api.example.com", b"https://a b/x", b"https:///x"],
+)
+def test_an_original_url_that_is_not_a_url_leaves_it_unknown(url: bytes) -> None:
+    headers = [(n, url if n == b"x-original-url" else v) for n, v in INGRESS]
+    assert read(headers)[1] is None
+
+
+def test_the_public_base_url_also_replaces_ingress_nginxs_scheme_and_host() -> None:
+    headers = [(n, v.replace(b"https:", b"http:")) for n, v in INGRESS]
+    assert read(headers, base_url="https://api.example.com")[1] == EXPECTED_URL
