@@ -98,25 +98,25 @@ class MessageSignatures:
         # An app installation signs many requests with one key: parse each `ipk` once.
         self._public_key = lru_cache(maxsize=_IPK_CACHE_SIZE)(load_ipk)
 
-    def check(self, verdict: Verdict, message: ClientRequest | None, mode: SigningMode) -> Verdict:
+    def check(self, verdict: Verdict, message: ClientRequest, mode: SigningMode) -> Verdict:
         """`verdict` unless the token passed and its message signature does not."""
         if mode is SigningMode.OFF or verdict.reason is not Reason.OK or verdict.claims is None:
             return verdict
-        reason = self.reason(verdict.claims, message, mode)
+        reason = self._reason(verdict.claims, message, mode)
         if reason is Reason.OK:
             return verdict
         decision = Decision.DENY if self._abort or reason.always_denied else Decision.MONITOR
         # The claims stay for the log's sake, but nothing of them is forwarded on a failure.
         return replace(verdict, reason=reason, decision=decision, cached=False)
 
-    def reason(
-        self, claims: Mapping[str, Any], message: ClientRequest | None, mode: SigningMode
+    def _reason(
+        self, claims: Mapping[str, Any], message: ClientRequest, mode: SigningMode
     ) -> Reason:
         ipk = claims.get("ipk")
         if ipk is None:
             return Reason.IPK_MISSING if mode is SigningMode.REQUIRED else Reason.OK
         try:
-            self._verify(ipk, message or ClientRequest("", None, {}))
+            self._verify(ipk, message)
         except _Refused as refused:
             return refused.reason
         return Reason.OK

@@ -413,7 +413,8 @@ def test_off_checks_nothing() -> None:
 
 def test_a_token_refused_by_its_own_checks_keeps_its_reason() -> None:
     denied = Verdict(Reason.EXPIRED, Decision.DENY)
-    assert signatures().check(denied, None, SigningMode.REQUIRED) is denied
+    unsigned = request().as_forwarded()
+    assert signatures().check(denied, unsigned, SigningMode.REQUIRED) is denied
 
 
 def test_monitor_mode_allows_a_bad_signature_but_keeps_its_reason() -> None:
