@@ -64,7 +64,8 @@ class ClientRequestReader:
         fields = {name.decode("latin-1"): tuple(values) for name, values in lines.items()}
         # The check's own Content-Length is the check's (0, or absent), never the client's.
         fields.pop("content-length", None)
-        length = lines.get(ORIGINAL_LENGTH_HEADER)
+        # Empty when the client sent none (Caddy sets the header all the same).
+        length = [value for value in lines.get(ORIGINAL_LENGTH_HEADER, ()) if value]
         if length:
             fields["content-length"] = tuple(length)
         elif body:

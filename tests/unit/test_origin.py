@@ -116,6 +116,12 @@ def test_the_clients_content_length_comes_from_the_proxy_or_the_forwarded_body()
     assert with_body[2]["content-length"] == (b"5",)
 
 
+def test_an_empty_original_content_length_is_no_content_length() -> None:
+    """Caddy sends the header empty when the client sent no Content-Length."""
+    headers = [(n, b"" if n == b"x-original-content-length" else v) for n, v in NGINX]
+    assert "content-length" not in read(headers)[2]
+
+
 def test_fields_keep_every_line_trimmed_and_in_order() -> None:
     headers = [*NGINX, (b"signature", b" a=:AA==: "), (b"signature", b"b=:AA==:\t")]
     assert read(headers)[2]["signature"] == (b"a=:AA==:", b"b=:AA==:")
