@@ -129,10 +129,8 @@ class MessageSignatures:
         self._check_parameters(signature.parameters)
         self._check_coverage(signature.components, message.fields)
         base = _signature_base(signature.components, signature.params_text, message)
-        try:
-            public_key.verify(signature.value, base, ec.ECDSA(hashes.SHA256()))
-        except InvalidSignature:
-            raise _Refused(Reason.MESSAGE_SIGNATURE_MISMATCH) from None
+        if not ecdsa_p256_verifies(public_key, signature.value, base):
+            raise _Refused(Reason.MESSAGE_SIGNATURE_MISMATCH)
         if message.body is not None:
             _check_body_digest(message.body, message.fields)
 
@@ -242,7 +240,7 @@ def _dictionary(lines: tuple[bytes, ...]) -> dict[str, Any]:
 
 
 def _raw_signature(member: object) -> bytes:
-    """r‖s as the DER the cryptography library verifies."""
+    """The 64 bytes r‖s of a `Signature` member, a byte sequence or a base64 string."""
     if type(member) is bytes:
         raw = member
     elif type(member) is str:
@@ -254,8 +252,22 @@ def _raw_signature(member: object) -> bytes:
         raise _Refused(Reason.MESSAGE_SIGNATURE_MALFORMED)
     if len(raw) != _RAW_SIGNATURE_BYTES:
         raise _Refused(Reason.MESSAGE_SIGNATURE_MALFORMED)
-    half = _RAW_SIGNATURE_BYTES // 2
-    return encode_dss_signature(int.from_bytes(raw[:half]), int.from_bytes(raw[half:]))
+    return raw
+
+
+def ecdsa_p256_verifies(
+    public_key: ec.EllipticCurvePublicKey, raw_signature: bytes, base: bytes
+) -> bool:
+    """RFC 9421 3.3.4 ecdsa-p256-sha256: `raw_signature` is r‖s, 32 bytes each."""
+    half = len(raw_signature) // 2
+    der = encode_dss_signature(
+        int.from_bytes(raw_signature[:half]), int.from_bytes(raw_signature[half:])
+    )
+    try:
+        public_key.verify(der, base, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return False
+    return True
 
 
 def load_ipk(ipk: str) -> ec.EllipticCurvePublicKey | None:

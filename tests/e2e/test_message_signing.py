@@ -215,3 +215,15 @@ def test_ingress_nginx_a_signed_request_passes_and_a_forged_original_uri_does_no
     forged = {**dict(signed.headers.items()), "X-Original-URI": "/signed/a?x=1"}
     reply = stack.send("GET", "/signed/b", forged, port=port)
     refused(stack, reply, before, "message_signature_mismatch", f"http://127.0.0.1:{port}/signed/b")
+
+
+@pytest.mark.parametrize("gateway", ["envoy"], indirect=True)
+def test_envoy_checks_the_normalised_path_so_a_url_signed_with_dot_segments_is_denied(
+    stack: ProxiedStack,
+) -> None:
+    """envoy.yaml routes on the normalised path (a client's `..` cannot pick a weaker route),
+    and the check carries that path: what the app signed raw no longer matches."""
+    signed = sign(app_request("GET", url(stack, "/signed/x/../y")), components=COMPONENTS)
+    before = stack.backend_requests()
+    reply = deliver(stack, signed)
+    refused(stack, reply, before, "message_signature_mismatch", "/signed/y")

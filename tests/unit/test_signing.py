@@ -15,7 +15,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from authsvc.credentials import Credentials
-from authsvc.signing import ClientRequest, MessageSignatures, signature_base
+from authsvc.signing import (
+    ClientRequest,
+    MessageSignatures,
+    ecdsa_p256_verifies,
+    load_ipk,
+    signature_base,
+)
 from authsvc.verify import BindingMode, Decision, Reason, SigningMode, Verdict
 from tests.signatures import (
     APPROOV_TEST_IPK,
@@ -530,3 +536,28 @@ def test_target_uri_is_the_rfcs_example() -> None:
         b'"@scheme": https\n'
         b'"@signature-params": ("@target-uri" "@request-target" "@scheme");created=1'
     )
+
+
+def test_rfc_b24s_ecdsa_signature_verifies_with_the_rfcs_key() -> None:
+    """B.2.4, the RFC's one ecdsa-p256-sha256 vector (a response, so its base is given here):
+    its published r‖s verifies with test-key-ecc-p256 (B.1.3) loaded as an `ipk` is, and
+    fails once the base changes by a byte."""
+    key = load_ipk(
+        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEqIVYZVLCrPZHGHjP17CTW0/+D9Lfw0EkjqF7xB4FivAxzic30tMM"
+        "4GF+hR6Dxh71Z50VGGdldkkDXZCnTNnoXQ=="
+    )
+    assert key is not None
+    signature = base64.b64decode(
+        "wNmSUAhwb5LxtOtOpNa6W5xj067m5hFrj0XQ4fvpaCLx0NKocgPquLgyahnzDnDAUy5eCdlYUEkLIj+32oiasw=="
+    )
+    base = (
+        b'"@status": 200\n'
+        b'"content-type": application/json\n'
+        b'"content-digest": sha-512=:mEWXIS7MaLRuGgxOBdODa3xqM1XdEvxoYhvlCFJ41QJgJc4GTsPp29l5oGX6'
+        b"9wWdXymyU0rjJuahq4l5aGgfLQ==:\n"
+        b'"content-length": 23\n'
+        b'"@signature-params": ("@status" "content-type" "content-digest" "content-length")'
+        b';created=1618884473;keyid="test-key-ecc-p256"'
+    )
+    assert ecdsa_p256_verifies(key, signature, base)
+    assert not ecdsa_p256_verifies(key, signature, base.replace(b"23", b"24"))
