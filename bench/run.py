@@ -40,7 +40,6 @@ from demo.processes import (
 )
 
 BENCH = REPO / "bench"
-NJS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
 BINDING = "Bearer bench-user"
 # A file, not "/": the index module's internal redirect would run auth_request a second time.
 PATH = "/index.html"
@@ -285,7 +284,7 @@ def main() -> int:
     parser.add_argument("--authsvc-workers", type=int, default=2)
     args = parser.parse_args()
     missing = [tool for tool in ("wrk",) if shutil.which(tool) is None]
-    if nginx.find_nginx() is None or not NJS_MODULE.exists() or missing:
+    if nginx.find_nginx() is None or not nginx.NJS_MODULE.exists() or missing:
         print(f"bench: needs nginx, its njs module and wrk: {INSTALL}", file=sys.stderr)
         return 1
 
@@ -352,7 +351,7 @@ def main() -> int:
             workdir,
             nginx.Ports(free_port(), authsvc_port, free_port()),
             servers,
-            extra_main=f"load_module {NJS_MODULE};",
+            extra_main=f"load_module {nginx.NJS_MODULE};",
             auth_cache=True,
         )
         write_snippet_variants(workdir / "conf" / "snippets")

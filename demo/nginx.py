@@ -17,6 +17,9 @@ SHIPPED_FILES = (
 )
 NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx")
 INSTALL_HINT = "nginx is not installed: `sudo apt-get install nginx-light` (Debian/Ubuntu)"
+# nginx's JavaScript module (Debian's package), for the optional body check and the benchmark.
+NJS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
+NJS_INSTALL_HINT = "nginx's njs module is missing: `sudo apt-get install libnginx-mod-http-js`"
 
 MAIN_CONF = """\
 {user}

@@ -152,14 +152,19 @@ class Nginx(Process):
     """nginx running the shipped files from a private prefix."""
 
     def __init__(
-        self, prefix: Path, ports: nginx.Ports, extra_http: str = "", auth_cache: bool = False
+        self,
+        prefix: Path,
+        ports: nginx.Ports,
+        extra_http: str = "",
+        auth_cache: bool = False,
+        extra_main: str = "",
     ) -> None:
         prefix.mkdir(parents=True, exist_ok=True)
         super().__init__("nginx", prefix)
         self.prefix = prefix
         self.ports = ports
         self.url = f"http://127.0.0.1:{ports.nginx}"
-        nginx.render(prefix, ports, extra_http, auth_cache=auth_cache)
+        nginx.render(prefix, ports, extra_http, auth_cache=auth_cache, extra_main=extra_main)
 
     def start(self) -> Nginx:
         command = nginx.command(self.prefix, "-g", "daemon off;")
