@@ -159,12 +159,13 @@ def _signature_lines(claims: dict[str, Any], signing: Signing, now: float) -> li
         return [
             *lines,
             (
-                "signature",
+                "signature-input",
                 "MISSING: pass --header 'Signature-Input: ...' and --header 'Signature: ...'",
             ),
         ]
-    lines.append(("signature", b", ".join(inputs).decode("latin-1")))
-    parameters = dict(re.findall(r";(created|expires)=(-?\d+)", lines[-1][1]))
+    signature_input = b", ".join(inputs).decode("latin-1")
+    lines.append(("signature-input", signature_input))
+    parameters = dict(re.findall(r";(created|expires)=(-?\d+)", signature_input))
     for name in ("created", "expires"):
         if name in parameters:
             lines.append(
@@ -173,6 +174,11 @@ def _signature_lines(claims: dict[str, Any], signing: Signing, now: float) -> li
     try:
         base = signature_base(request).decode("latin-1")
     except ValueError as error:
-        return [*lines, ("base", f"NOT REBUILT: {error}")]
+        covered = re.findall(r'"([^"]+)"', signature_input.partition(")")[0])
+        absent = [
+            name for name in covered if not name.startswith("@") and name not in request.fields
+        ]
+        hint = f"; pass --header for {', '.join(absent)}" if absent else ""
+        return [*lines, ("base", f"NOT REBUILT: {error}{hint}")]
     lines += [("base" if index == 0 else "", line) for index, line in enumerate(base.split("\n"))]
     return lines

@@ -279,6 +279,21 @@ def test_sign_needs_the_token_header(capsys: pytest.CaptureFixture[str]) -> None
     assert "authsvc token --ipk" in capsys.readouterr().err
 
 
+def test_explain_names_the_covered_headers_it_was_not_given(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    minted, headers = signed_curl(capsys, "--data", "{}")
+    argv = [minted, "--binding", "Bearer x", "--signing", "required", "--method", "POST"]
+    argv += ["--url", SIGNED_URL]
+    for name in ("Signature-Input", "Signature"):
+        argv += ["--header", f"{name}: {headers[name]}"]
+    code, lines = explain_output(capsys, *argv)
+    assert code == 3
+    assert lines["base"] == (
+        "NOT REBUILT: message_component_missing; pass --header for content-digest"
+    )
+
+
 def test_explain_walks_through_a_message_signature(capsys: pytest.CaptureFixture[str]) -> None:
     minted, headers = signed_curl(capsys)
     argv = [minted, "--binding", "Bearer x", "--signing", "required", "--method", "POST"]
@@ -296,7 +311,7 @@ def test_explain_walks_through_a_message_signature(capsys: pytest.CaptureFixture
 @pytest.mark.parametrize(
     ("argv", "line", "expected"),
     [
-        (["--url", SIGNED_URL], "signature", "MISSING: pass --header .*"),
+        (["--url", SIGNED_URL], "signature-input", "MISSING: pass --header .*"),
         (
             [
                 "--url",
