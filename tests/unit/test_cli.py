@@ -279,15 +279,22 @@ def test_sign_needs_the_token_header(capsys: pytest.CaptureFixture[str]) -> None
     assert "authsvc token --ipk" in capsys.readouterr().err
 
 
-def test_explain_names_the_covered_headers_it_was_not_given(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    minted, headers = signed_curl(capsys, "--data", "{}")
+def explain_signed(
+    capsys: pytest.CaptureFixture[str], *sign_args: str
+) -> tuple[int, dict[str, str]]:
+    """`authsvc explain` of a POST signed by `authsvc sign`, given only its signature headers."""
+    minted, headers = signed_curl(capsys, *sign_args)
     argv = [minted, "--binding", "Bearer x", "--signing", "required", "--method", "POST"]
     argv += ["--url", SIGNED_URL]
     for name in ("Signature-Input", "Signature"):
         argv += ["--header", f"{name}: {headers[name]}"]
-    code, lines = explain_output(capsys, *argv)
+    return explain_output(capsys, *argv)
+
+
+def test_explain_names_the_covered_headers_it_was_not_given(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, lines = explain_signed(capsys, "--data", "{}")
     assert code == 3
     assert lines["base"] == (
         "NOT REBUILT: message_component_missing; pass --header for content-digest"
@@ -295,12 +302,7 @@ def test_explain_names_the_covered_headers_it_was_not_given(
 
 
 def test_explain_walks_through_a_message_signature(capsys: pytest.CaptureFixture[str]) -> None:
-    minted, headers = signed_curl(capsys)
-    argv = [minted, "--binding", "Bearer x", "--signing", "required", "--method", "POST"]
-    argv += ["--url", SIGNED_URL]
-    for name in ("Signature-Input", "Signature"):
-        argv += ["--header", f"{name}: {headers[name]}"]
-    code, lines = explain_output(capsys, *argv)
+    code, lines = explain_signed(capsys)
     assert code == 0
     assert lines["ipk"] == "ok: an EC P-256 public key"
     assert lines["base"] == '"@method": POST'
