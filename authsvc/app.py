@@ -135,7 +135,8 @@ class AuthEndpoint:
         error = None
         try:
             verdict = self._verifier.check(self._reader.read(headers), mode)
-            if signing is not SigningMode.OFF:
+            # The client's request (and a forwarded body) only read when a signature is due.
+            if self._signatures.applies(verdict, signing):
                 client_request = await self._client_request(scope, receive, appended)
                 verdict = self._signatures.check(verdict, client_request, signing)
         except Exception as exc:  # any bug is a deny, never a 500 that nginx turns into an error

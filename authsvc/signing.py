@@ -98,11 +98,21 @@ class MessageSignatures:
         # An app installation signs many requests with one key: parse each `ipk` once.
         self._public_key = lru_cache(maxsize=_IPK_CACHE_SIZE)(load_ipk)
 
+    @staticmethod
+    def applies(verdict: Verdict, mode: SigningMode) -> bool:
+        """Whether a signature is to be checked: the policy asks, and the token passed."""
+        return (
+            mode is not SigningMode.OFF
+            and verdict.reason is Reason.OK
+            and verdict.claims is not None
+        )
+
     def check(self, verdict: Verdict, message: ClientRequest, mode: SigningMode) -> Verdict:
         """`verdict` unless the token passed and its message signature does not."""
-        if mode is SigningMode.OFF or verdict.reason is not Reason.OK or verdict.claims is None:
+        claims = verdict.claims
+        if claims is None or not self.applies(verdict, mode):  # `is None` again for mypy
             return verdict
-        reason = self._reason(verdict.claims, message, mode)
+        reason = self._reason(claims, message, mode)
         if reason is Reason.OK:
             return verdict
         decision = Decision.DENY if self._abort or reason.always_denied else Decision.MONITOR
