@@ -49,8 +49,8 @@ DEVICE_ID_HEADER = "X-Approov-Did"
 REQUEST_ID_HEADER = "X-Request-ID"
 # Values copied into response headers: printable ASCII only, bounded.
 _SAFE_HEADER_VALUE = re.compile(rb"[\x21-\x7e]{1,256}")
-# Where a proxy says what the client asked for (authsvc.origin), logged with each decision, in
-# the order message signing believes them.
+# Where a proxy says what the client asked for (authsvc.origin): the first one sent is logged
+# with each decision (message signing believes them only when they all agree).
 _ORIGINAL_URI_HEADERS = (ORIGINAL_URL_HEADER, *ORIGINAL_TARGET_HEADERS)
 # Envoy's own mark on the requests it makes, ext_authz checks included; a client cannot send it
 # through Envoy, and elsewhere it can only turn a 204 into a 200 (both allow everywhere).

@@ -54,10 +54,11 @@ _SCHEME_AND_AUTHORITY = re.compile(r"(?P<scheme>[^:/?#]+)://(?P<authority>[^/?#]
 class ClientRequest:
     """What authsvc knows of the client's request, from what the proxy forwarded."""
 
-    method: str
+    method: str | None
+    """None when the check's sources of it disagree (authsvc.origin)."""
     target_uri: str | None
     """scheme://authority/path?query as the client asked for it; None when the proxy did
-    not say (a configuration problem: every signed request is then denied)."""
+    not say, or its sources disagree: every signed request is then denied."""
     fields: Mapping[str, tuple[bytes, ...]]
     """The client's header field lines by lower-case name, each value trimmed."""
     body: bytes | None = None
@@ -329,7 +330,7 @@ def _signature_base(
     lines = []
     for name in components:
         if name.startswith("@"):
-            if message.target_uri is None:
+            if message.method is None or message.target_uri is None:
                 raise _Refused(Reason.MESSAGE_TARGET_UNKNOWN)
             value = _DERIVED[name](message.method, message.target_uri).encode("latin-1")
         else:

@@ -36,6 +36,9 @@ async function digestsMatch(field, body) {
 
 function deny(r, reason) {
     r.warn('approov: ' + reason + ' request_id=' + r.variables.request_id);
+    // authsvc allowed the headers and logged `ok`; nginx's access log (`approov=`) is the one
+    // record of this refusal.
+    r.variables.approov_reason = reason;
     r.headersOut['Content-Type'] = 'application/json';
     r.return(401, r.variables.approov_unauthorized_body);
 }

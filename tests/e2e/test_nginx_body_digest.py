@@ -22,6 +22,7 @@ from tests.e2e.app_requests import AUTHORIZATION
 from tests.e2e.servers import REPO_ROOT, Authsvc, Backend, Nginx, ProxiedStack, Reply
 from tests.signatures import SDK_COMPONENTS, Request, ipk_token, request, sign, sign_by_hand
 from tests.tokens import pay_for
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("nginx_available")]
 
@@ -30,6 +31,7 @@ SITE = """
     js_import approov_digest from approov_digest.js;
     server {{
         listen 127.0.0.1:{port};
+        access_log {logs}/body-digest.access.log approov;
         include snippets/approov.conf;
         proxy_http_version 1.1;
         proxy_set_header Connection "";
@@ -64,7 +66,7 @@ class BodyCheckStack(ProxiedStack):
         backend, authsvc = Backend(root), Authsvc(root)
         port = free_port()
         ports = nginx.Ports(free_port(), authsvc.port, backend.port)
-        site = SITE.format(njs=REPO_ROOT / "nginx" / "njs", port=port)
+        site = SITE.format(njs=REPO_ROOT / "nginx" / "njs", port=port, logs=root / "nginx" / "logs")
         proxy = Nginx(root / "nginx", ports, site, extra_main=f"load_module {nginx.NJS_MODULE};")
         shutil.copy(
             REPO_ROOT / "nginx" / "snippets" / "approov-body-digest.conf",
@@ -118,6 +120,28 @@ def test_a_body_changed_under_its_signed_digest_never_reaches_the_backend(
     assert reply.json()["error"] == "unauthorized"
     assert stack.backend_requests() == before
     assert "approov: content_digest_mismatch" in stack.nginx.error_log()
+
+
+def test_the_access_log_says_what_the_body_check_decided(stack: BodyCheckStack) -> None:
+    """authsvc allowed the headers (its decision line says ok), so only nginx's own log can
+    tell the refused body: its `approov=` field carries the body check's reason."""
+    refused = signed_post(stack, "/signed/logged-refused", b'{"amount": 1}')
+    refused.body = b'{"amount": 9}'
+    assert send(stack, refused, "/signed/logged-refused").status == 401
+    passed = signed_post(stack, "/signed/logged-passed", b'{"amount": 1}')
+    assert send(stack, passed, "/signed/logged-passed").status == 200
+    access_log = stack.nginx.prefix / "logs" / "body-digest.access.log"
+
+    def lines_by_uri() -> dict[str, str]:
+        lines = {
+            line.split('"')[1].split()[1]: line for line in access_log.read_text().splitlines()
+        }
+        return lines if len(lines) >= 2 else {}
+
+    fields = wait_until(lines_by_uri, what="both access log lines")  # written after the answer
+    assert " 401 " in fields["/signed/logged-refused"]
+    assert "approov=content_digest_mismatch " in fields["/signed/logged-refused"]
+    assert "approov=ok " in fields["/signed/logged-passed"]
 
 
 def test_the_signature_is_still_checked_first(stack: ProxiedStack) -> None:

@@ -118,6 +118,87 @@ def test_without_the_proxys_url_headers_every_signed_request_is_denied() -> None
     assert (result.status, result.reason) == (401, "message_target_unknown")
 
 
+# What a forward-auth proxy (Traefik forwardAuth, Caddy forward_auth) sends of a client's
+# `DELETE https://api.example.com/v1/shapes?colour=red`: its own X-Forwarded-*, and every header
+# the client sent besides.
+FORWARD_AUTH_CONTEXT = [
+    (b"x-forwarded-method", b"DELETE"),
+    (b"x-forwarded-proto", b"https"),
+    (b"x-forwarded-host", b"api.example.com"),
+    (b"x-forwarded-uri", b"/v1/shapes?colour=red"),
+]
+
+
+@pytest.mark.parametrize(
+    ("signed_method", "signed_url", "forged"),
+    [
+        ("DELETE", "https://api.example.com/other", (b"x-original-uri", b"/other")),
+        ("DELETE", "http://evil/other", (b"x-original-url", b"http://evil/other")),
+        ("GET", URL, (b"x-original-method", b"GET")),
+    ],
+    ids=["x-original-uri", "x-original-url", "x-original-method"],
+)
+def test_behind_forward_auth_no_client_header_chooses_what_the_signature_is_checked_against(
+    signed_method: str, signed_url: str, forged: tuple[bytes, bytes]
+) -> None:
+    """The client's X-Original-* disagree with the proxy's X-Forwarded-*: the request is
+    unknown, denied also in monitor mode, and the honest one is allowed."""
+    service = Service(abort_on_invalid_signature=False)
+    replayed = sign(request(signed_method, signed_url))
+    headers = [*replayed.header_pairs(), *FORWARD_AUTH_CONTEXT, forged]
+    result = service.check(headers, path="/auth-signing-required")
+    assert (result.status, result.reason) == (401, "message_target_unknown")
+    assert service.last_line()["decision"] == "deny"
+    honest = [*sign(request("DELETE", URL)).header_pairs(), *FORWARD_AUTH_CONTEXT]
+    assert service.check(honest, path="/auth-signing-required").status == 204
+
+
+@pytest.mark.parametrize(
+    ("scheme", "authority", "signed_url", "reason"),
+    [
+        (b"https", b"api.example.com:443", "https://api.example.com/v1", "ok"),
+        (b"http", b"api.example.com:80", "http://api.example.com/v1", "ok"),
+        (b"https", b"API.example.COM", "https://api.example.com/v1", "ok"),
+        (b"https", b"api.example.com", "https://api.example.com/v1", "ok"),
+        (b"https", b"api.example.com:8443", "https://api.example.com:8443/v1", "ok"),
+        (
+            b"https",
+            b"api.example.com:8443",
+            "https://api.example.com/v1",
+            "message_signature_mismatch",
+        ),
+        (
+            b"https",
+            b"api.example.com",
+            "https://api.example.com:443/v1",
+            "message_signature_mismatch",
+        ),
+    ],
+    ids=[
+        "443-sent-normalised-signed",
+        "80-sent-normalised-signed",
+        "upper-case-host-sent",
+        "normalised-both",
+        "other-port-kept",
+        "other-port-not-dropped",
+        "default-port-signed-is-not-the-normal-form",
+    ],
+)
+def test_the_target_uri_is_rebuilt_normalised_as_the_sdks_sign_it(
+    scheme: bytes, authority: bytes, signed_url: str, reason: str
+) -> None:
+    """Lower-case scheme and host, no default port (RFC 3986 6.2.3): a proxy or client that
+    sends `:authority api.example.com:443` is checked against `https://api.example.com/...`."""
+    context = [
+        (b"x-original-method", b"GET"),
+        (b"x-original-uri", b"/v1"),
+        (b"x-forwarded-proto", scheme),
+        (b"x-forwarded-host", authority),
+    ]
+    headers = [*sign(request(url=signed_url)).header_pairs(), *context]
+    assert Service().check(headers, path="/auth-signing-required").reason == reason
+
+
 def test_the_public_base_url_setting_replaces_the_proxys_scheme() -> None:
     """TLS ended at a load balancer: nginx saw http, the app signed https."""
     context = [(n, b"http" if n == b"x-forwarded-proto" else v) for n, v in NGINX_CONTEXT]

@@ -1,5 +1,6 @@
-"""Which headers say what the client asked for (authsvc.origin): the URL a message signature is
-checked against is rebuilt only from what each shipped proxy sets itself."""
+"""Which headers say what the client asked for (authsvc.origin): the method and URL a message
+signature is checked against are believed only when every source the check carries agrees, so a
+client's copy of another proxy's header can only refuse the client's own request."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def read(
     method: str = "GET",
     client_target: bytes | None = None,
     body: bytes | None = None,
-) -> tuple[str, str | None, dict[str, tuple[bytes, ...]]]:
+) -> tuple[str | None, str | None, dict[str, tuple[bytes, ...]]]:
     request = ClientRequestReader(base_url).read(
         headers, method=method, client_target=client_target, body=body
     )
@@ -58,10 +59,138 @@ def test_each_proxys_headers_give_the_clients_method_and_raw_url(
     )
 
 
-def test_nginxs_own_uri_wins_over_a_client_sent_forwarded_uri() -> None:
-    """nginx sets X-Original-URI itself; a client's X-Forwarded-Uri passes through it."""
-    headers = [*NGINX, (b"x-forwarded-uri", b"/elsewhere")]
-    assert read(headers)[1] == EXPECTED_URL
+TRAEFIK = [
+    (b"host", b"authsvc:8002"),
+    (b"x-forwarded-method", b"POST"),
+    (b"x-forwarded-uri", b"/api/v1/items%2F7?colour=red"),
+    (b"x-forwarded-proto", b"https"),
+    (b"x-forwarded-host", b"api.example.com"),
+]
+
+
+@pytest.mark.parametrize(
+    ("proxy", "forged"),
+    [
+        (CADDY, (b"x-original-uri", b"/other")),
+        (CADDY, (b"x-original-url", b"http://evil/other")),
+        (TRAEFIK, (b"x-original-uri", b"/other")),
+        (TRAEFIK, (b"x-original-url", b"https://api.example.com/other")),
+        (NGINX, (b"x-forwarded-uri", b"/other")),
+        (NGINX, (b"x-original-url", b"https://api.example.com/other")),
+        (ENVOY, (b"x-forwarded-uri", b"/other")),
+        (ENVOY, (b"x-original-uri", b"/other")),
+    ],
+    ids=[
+        "caddy-original-uri",
+        "caddy-original-url",
+        "traefik-original-uri",
+        "traefik-original-url",
+        "nginx-forwarded-uri",
+        "nginx-original-url",
+        "envoy-forwarded-uri",
+        "envoy-original-uri",
+    ],
+)
+def test_a_client_sent_url_header_that_disagrees_with_the_proxys_leaves_the_url_unknown(
+    proxy: list[tuple[bytes, bytes]], forged: tuple[bytes, bytes]
+) -> None:
+    """Whichever header a proxy sets, a client's copy of another proxy's passes through it:
+    the two disagree, so neither is believed (and the forger's own request is refused)."""
+    client_target = b"/api/v1/items%2F7?colour=red" if proxy is ENVOY else None
+    method = "POST" if proxy is ENVOY else "GET"
+    assert read([*proxy, forged], method=method, client_target=client_target)[1] is None
+
+
+@pytest.mark.parametrize(
+    ("proxy", "forged"),
+    [
+        (CADDY, (b"x-original-method", b"GET")),
+        (TRAEFIK, (b"x-original-method", b"GET")),
+        (NGINX, (b"x-forwarded-method", b"GET")),
+        (ENVOY, (b"x-original-method", b"GET")),
+    ],
+    ids=["caddy", "traefik", "nginx", "envoy"],
+)
+def test_a_client_sent_method_that_disagrees_with_the_proxys_leaves_the_method_unknown(
+    proxy: list[tuple[bytes, bytes]], forged: tuple[bytes, bytes]
+) -> None:
+    """A DELETE signed as a GET: the proxy says POST, the client's header GET."""
+    client_target = b"/api/v1/items%2F7?colour=red" if proxy is ENVOY else None
+    method = "POST" if proxy is ENVOY else "GET"
+    assert read([*proxy, forged], method=method, client_target=client_target)[0] is None
+
+
+def test_sources_that_agree_give_the_url_whichever_proxy_set_them() -> None:
+    """A client (or a second proxy) repeating the same values changes nothing."""
+    agreeing = [
+        (b"x-original-uri", b"/api/v1/items%2F7?colour=red"),
+        (b"x-original-method", b"POST"),
+    ]
+    assert read([*CADDY, *agreeing])[:2] == ("POST", EXPECTED_URL)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [(b"x-forwarded-host", b"evil.example"), (b"x-forwarded-proto", b"http")],
+)
+def test_a_forwarded_host_or_scheme_that_disagrees_with_the_whole_url_leaves_it_unknown(
+    name: bytes, value: bytes
+) -> None:
+    assert read([*INGRESS, (name, value)])[1] is None
+
+
+def test_behind_envoy_a_forwarded_host_must_agree_with_the_clients_authority() -> None:
+    """Envoy's check keeps the client's Host; a client's X-Forwarded-Host cannot replace it."""
+    headers = [*ENVOY, (b"x-forwarded-host", b"evil.example")]
+    assert read(headers, method="POST", client_target=b"/api/v1/items%2F7?colour=red")[1] is None
+
+
+@pytest.mark.parametrize(
+    ("scheme", "authority", "origin"),
+    [
+        (b"https", b"api.example.com:443", "https://api.example.com"),
+        (b"http", b"api.example.com:80", "http://api.example.com"),
+        (b"https", b"api.example.com:", "https://api.example.com"),
+        (b"HTTPS", b"API.Example.COM", "https://api.example.com"),
+        (b"https", b"api.example.com:8443", "https://api.example.com:8443"),
+        (b"https", b"api.example.com:80", "https://api.example.com:80"),
+        (b"http", b"[::1]:80", "http://[::1]"),
+        (b"http", b"[::1]:8080", "http://[::1]:8080"),
+    ],
+)
+def test_the_url_is_normalised_lower_case_scheme_and_host_no_default_port(
+    scheme: bytes, authority: bytes, origin: str
+) -> None:
+    """RFC 3986 6.2.3, the form the SDKs sign: `:authority api.example.com:443` is the same URL
+    as `https://api.example.com`; another port is kept."""
+    headers = [
+        (n, scheme if n == b"x-forwarded-proto" else authority if n == b"x-forwarded-host" else v)
+        for n, v in NGINX
+    ]
+    assert read(headers)[1] == origin + "/api/v1/items%2F7?colour=red"
+
+
+def test_sources_that_differ_only_by_a_default_port_or_case_agree() -> None:
+    headers = [
+        (b"x-original-url", b"https://API.example.com:443/api/v1/items%2F7?colour=red"),
+        (b"x-forwarded-host", b"api.example.com"),
+        (b"x-forwarded-proto", b"HTTPS"),
+        (b"x-original-method", b"POST"),
+    ]
+    assert read(headers)[:2] == ("POST", EXPECTED_URL)
+
+
+def test_the_public_base_url_is_normalised_once() -> None:
+    assert read(NGINX, base_url="HTTPS://API.example.com:443")[1] == EXPECTED_URL
+
+
+def test_with_a_public_base_url_no_header_chooses_scheme_or_host() -> None:
+    """TLS ended in front of the proxy: X-Forwarded-Host and -Proto are not read at all."""
+    headers = [
+        *[(n, v) for n, v in NGINX if n != b"x-forwarded-host"],
+        (b"x-forwarded-host", b"evil"),
+    ]
+    assert read(headers, base_url="https://api.example.com")[1] == EXPECTED_URL
 
 
 @pytest.mark.parametrize(
@@ -134,15 +263,8 @@ INGRESS = [
 ]
 
 
-def test_ingress_nginxs_whole_url_is_read_first() -> None:
-    """ingress-nginx sets X-Original-URL itself but passes a client's X-Original-URI, and
-    X-Forwarded-* through: the whole URL wins over all of them."""
-    forged = [
-        (b"x-original-uri", b"/elsewhere"),
-        (b"x-forwarded-host", b"evil.example"),
-        (b"x-forwarded-proto", b"http"),
-    ]
-    assert read([*INGRESS, *forged])[:2] == ("POST", EXPECTED_URL)
+def test_ingress_nginxs_whole_url_alone_gives_method_and_url() -> None:
+    assert read(INGRESS)[:2] == ("POST", EXPECTED_URL)
 
 
 @pytest.mark.parametrize(
