@@ -68,14 +68,19 @@ class EchoHandler(BaseHTTPRequestHandler):
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _answer
 
 
+class BackendServer(ThreadingHTTPServer):
+    # socketserver's listen backlog is 5: under load a proxy opening connections (Envoy does,
+    # per concurrent request) has its SYNs dropped, and its connect timeout answers 503.
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
     args = parser.parse_args()
-    server = ThreadingHTTPServer((args.host, args.port), EchoHandler)
-    server.daemon_threads = True
-    server.serve_forever()
+    BackendServer((args.host, args.port), EchoHandler).serve_forever()
 
 
 if __name__ == "__main__":
