@@ -10,7 +10,7 @@ DEMO_PORT ?= 8080
 AUTHSVC_PORT ?= 8002
 BACKEND_PORT ?= 8081
 
-.PHONY: test lint typecheck pytest demo bench bench-stages soak fuzz audit compose-nginx lock clean
+.PHONY: test lint typecheck pytest demo bench bench-stages bench-report soak fuzz audit compose-nginx report-example lock clean
 FUZZ_SECONDS ?= 60
 
 test: lint typecheck pytest
@@ -48,9 +48,20 @@ bench: $(INSTALLED)
 bench-stages: $(INSTALLED)
 	$(BIN)/python bench/stages.py
 
-# Load and fault tests through nginx, about 2 minutes (needs nginx and wrk).
+# `authsvc report` on a 1 GB decision log: lines/s and peak memory.
+bench-report: $(INSTALLED)
+	$(BIN)/python bench/report_stream.py
+
+# Load and fault tests behind nginx, Envoy and Caddy, about 6 minutes (needs nginx and wrk).
 soak: $(INSTALLED)
 	$(BIN)/python bench/soak.py
+
+# docs/report-example.html and its screenshot: the report of a synthetic log (needs chromium).
+EXAMPLE_TITLE := authsvc report of a synthetic log (tests/decision_lines.py), for illustration
+report-example: $(INSTALLED)
+	$(BIN)/python -m tests.decision_lines 50000 | $(BIN)/authsvc report >/dev/null \
+		--html docs/report-example.html --title "$(EXAMPLE_TITLE)"
+	$(BIN)/python -m tests.browser docs/report-example.html docs/report-example.png
 
 # Coverage-guided fuzzing for FUZZ_SECONDS; a crash lands in tests/fuzz/crashes/ (commit it).
 fuzz: $(INSTALLED)

@@ -65,14 +65,16 @@ def _named(kind: str, modes: type[BindingMode] | type[SigningMode]) -> str:
 
 
 # `/auth` uses APPROOV_TOKEN_BINDING and APPROOV_MESSAGE_SIGNING; `-binding-<mode>` and
-# `-signing-<mode>` pin either or both (`/auth-binding-off-signing-required`). Any of them may
-# be followed by `/<anything>`: the client's own path, appended by a proxy such as Envoy
+# `-signing-<mode>` pin either or both (`/auth-binding-off-signing-required`), and `-monitor`
+# lets every failure through that monitor mode may, logged as `monitor`. Any of them may be
+# followed by `/<anything>`: the client's own path, appended by a proxy such as Envoy
 # (`path_prefix`). The policy ends at a hyphenated name, never at a slash, so nothing a client
 # appends after the proxy's prefix can reach a weaker policy.
 _AUTH_ROUTE = re.compile(
     re.escape(AUTH_PATH)
     + _named("binding", BindingMode)
     + _named("signing", SigningMode)
+    + r"(?P<monitor>-monitor)?"
     + r"(?P<client_path>/.*)?\Z",
     re.DOTALL,
 )
@@ -125,6 +127,7 @@ class AuthEndpoint:
         started = time.perf_counter()
         mode = self._binding_modes[route["binding"]]
         signing = self._signing_modes[route["signing"]]
+        monitored = route["monitor"] is not None
         appended = route["client_path"] is not None
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         context = {name: value for name, value in headers if name in _CONTEXT_HEADERS}
@@ -139,6 +142,8 @@ class AuthEndpoint:
             if self._signatures.applies(verdict, signing):
                 client_request = await self._client_request(scope, receive, appended)
                 verdict = self._signatures.check(verdict, client_request, signing)
+            if monitored:
+                verdict = verdict.monitored()
         except Exception as exc:  # any bug is a deny, never a 500 that nginx turns into an error
             verdict = Verdict(Reason.INTERNAL_ERROR, Decision.DENY)
             error = type(exc).__name__
@@ -162,6 +167,7 @@ class AuthEndpoint:
                 verdict,
                 context,
                 policy=(mode, signing),
+                monitored=monitored,
                 appended=appended,
                 started=started,
                 error=error,
@@ -220,6 +226,7 @@ class AuthEndpoint:
         context: Mapping[bytes, bytes],
         *,
         policy: tuple[BindingMode, SigningMode],
+        monitored: bool,
         appended: bool,
         started: float,
         error: str | None,
@@ -231,6 +238,7 @@ class AuthEndpoint:
                 verdict,
                 policy=policy[0].value,
                 signing=policy[1].value,
+                monitored=monitored,
                 method=_first(context, ORIGINAL_METHOD_HEADERS) or scope["method"],
                 uri=_first(context, _ORIGINAL_URI_HEADERS) or _client_target(scope, appended),
                 request_id=header_text(context.get(b"x-request-id")),

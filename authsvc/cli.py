@@ -1,7 +1,8 @@
-"""Command line: serve, check-config, check-nginx, explain, token, sign.
+"""Command line: serve, check-config, check-nginx, explain, token, sign, report.
 
 Exit codes: 0 success (for explain: the token would be allowed), 1 configuration error or a
-refused command, 2 usage error, 3 explain: the token would be denied.
+refused command, 2 usage error (for report: unreadable input), 3 explain: the token would be
+denied.
 """
 
 from __future__ import annotations
@@ -24,6 +25,15 @@ from authsvc.devtoken import TEST_IPK, mint, parse_duration, sign_request
 from authsvc.environment import load_environment
 from authsvc.explain import Signing, explain
 from authsvc.nginxcheck import ConfigFiles, ConfigUnreadable, check, nginx_dump
+from authsvc.report import (
+    DEFAULT_PREFIX_SEGMENTS,
+    Unreadable,
+    build,
+    terminal_progress,
+    text,
+    write_json,
+)
+from authsvc.reportpage import DEFAULT_TITLE, render
 from authsvc.runtime import Runtime, load
 from authsvc.server import (
     DEFAULT_GRACEFUL_TIMEOUT,
@@ -37,6 +47,7 @@ from authsvc.verify import BindingMode, Decision, SigningMode
 
 DEFAULT_BIND = "127.0.0.1:8002"
 EXIT_REFUSED = 1
+EXIT_UNREADABLE = 2
 EXIT_DENIED = 3
 PUBLIC_DUMMY_SECRET = base64.b64decode(PUBLIC_DUMMY_SECRET_B64)
 
@@ -206,6 +217,32 @@ def _parser() -> argparse.ArgumentParser:
         help="a header to send (and sign if the SDKs would); repeatable",
     )
     sign_cmd.add_argument("--data", help="a body to send, signed through its Content-Digest")
+
+    report_cmd = commands.add_parser(
+        "report",
+        help="what enforcing would refuse, per route and path prefix, from decision lines",
+        description="Count authsvc's decision lines (plain or gzip files, or stdin) per route"
+        " policy, per path prefix and per hour: checks, allowed, would be refused if enforced"
+        " (the monitor decisions), refused, and why. Lines that are not decision lines are"
+        " skipped and counted. Exit 0, or 2 if an input cannot be read.",
+    )
+    report_cmd.add_argument(
+        "files", nargs="*", metavar="FILE", help="decision log files (default: stdin; - is stdin)"
+    )
+    report_cmd.add_argument(
+        "--prefix-segments",
+        type=_positive_int,
+        default=DEFAULT_PREFIX_SEGMENTS,
+        help="path segments that make a prefix: 2 groups /api/v1/items/7 under /api/v1"
+        " (default: %(default)s)",
+    )
+    report_cmd.add_argument(
+        "--html", type=Path, metavar="FILE", help="also write a self-contained HTML page"
+    )
+    report_cmd.add_argument(
+        "--title", default=DEFAULT_TITLE, help="the HTML page's title (default: %(default)s)"
+    )
+    report_cmd.add_argument("--json", action="store_true", help="print JSON instead of text")
     return parser
 
 
@@ -216,6 +253,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return _check_nginx(args, environ)
     if args.command == "sign":  # needs no key: it signs with the test installation key
         return _sign(args, environ.get("APPROOV_TOKEN_HEADER") or DEFAULT_TOKEN_HEADER)
+    if args.command == "report":  # needs no key: it reads decision lines
+        return _report(args)
     try:
         runtime = load(environ)
         if args.command == "check-config" and not runtime.keys.ready:
@@ -329,4 +368,26 @@ def _check_nginx(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"{count} finding{'s' if count != 1 else ''}", file=sys.stderr)
         return EXIT_REFUSED
     print(f"ok: no traps found in {files.main} and its includes")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    progress = terminal_progress(sys.stderr)
+    try:
+        report = build(args.files or ["-"], args.prefix_segments, progress)
+    except Unreadable as error:
+        print(f"authsvc report: {error}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    if progress is not None:
+        sys.stderr.write("\n")
+    if args.html is not None:
+        try:
+            args.html.write_text(render(report, args.title))
+        except OSError as error:
+            print(f"authsvc report: cannot write {args.html}: {error.strerror}", file=sys.stderr)
+            return EXIT_REFUSED
+    if args.json:
+        write_json(report, sys.stdout)
+    else:
+        sys.stdout.write(text(report))
     return 0

@@ -331,8 +331,8 @@ def _unserved_auth_uris(
             directive["line"],
             f"no location of this server serves the auth URI {uri}: the subrequest"
             " would reach another location; use /_approov/auth, optionally followed by"
-            " -binding-<required|if-present|off> and -signing-<required|if-present|off>,"
-            " from the include",
+            " -binding-<required|if-present|off>, -signing-<required|if-present|off> and"
+            " -monitor, from the include",
         )
         for uri, directive in sorted(auth_requests.items())
         if not any(_serves(location, {uri}) for location in locations)

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
@@ -125,7 +125,8 @@ class Decision(StrEnum):
     ALLOW = "allow"
     DENY = "deny"
     MONITOR = "monitor"
-    """The check failed, but its abort setting is off: allowed and logged."""
+    """The check failed, but its abort setting is off or its route is monitored: allowed and
+    logged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +143,13 @@ class Verdict:
     @property
     def allowed(self) -> bool:
         return self.decision is not Decision.DENY
+
+    def monitored(self) -> Verdict:
+        """This verdict on a monitored route: a failure that monitor mode may let through is
+        allowed as `monitor`, whatever the abort settings say."""
+        if self.decision is Decision.DENY and not self.reason.always_denied:
+            return replace(self, decision=Decision.MONITOR, cached=False)
+        return self
 
 
 class Checker(Protocol):

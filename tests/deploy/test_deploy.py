@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -325,7 +326,8 @@ def test_deployment_is_non_root_read_only_probed_and_bounded() -> None:
 
 
 def test_ingress_example_sends_token_and_binding_to_the_cache_key_and_forwards_the_did() -> None:
-    annotations = load(KUBERNETES / "examples" / "ingress-nginx.yaml")["metadata"]["annotations"]
+    ingress = documents(KUBERNETES / "examples" / "ingress-nginx.yaml")[0]
+    annotations = ingress["metadata"]["annotations"]
     prefix = "nginx.ingress.kubernetes.io/"
     assert annotations[f"{prefix}auth-url"].startswith("http://authsvc.approov.svc")
     key = annotations[f"{prefix}auth-cache-key"]
@@ -335,10 +337,26 @@ def test_ingress_example_sends_token_and_binding_to_the_cache_key_and_forwards_t
 
 
 def test_traefik_example_forwards_the_token_and_binding_headers() -> None:
-    approov, _ = documents(KUBERNETES / "examples" / "traefik-forwardauth.yaml")
+    approov = documents(KUBERNETES / "examples" / "traefik-forwardauth.yaml")[0]
     forward = approov["spec"]["forwardAuth"]
     assert {"Approov-Token", "Authorization"} <= set(forward["authRequestHeaders"])
     assert forward["authResponseHeaders"] == ["X-Approov-Did"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        REPO_ROOT / "nginx" / "example.conf",
+        REPO_ROOT / "envoy" / "envoy.yaml",
+        REPO_ROOT / "caddy" / "Caddyfile",
+        *sorted((KUBERNETES / "examples").glob("*.yaml")),
+    ],
+    ids=lambda path: path.name,
+)
+def test_every_proxy_file_and_kubernetes_example_shows_a_monitored_route(path: Path) -> None:
+    """A rollout starts in monitor mode: each front door shows how (README, "Rollout"): a
+    monitored policy path, or (Istio's policies) the provider that has one."""
+    assert re.search(r"/auth[a-z-]*-monitor\b|provider:\s+name: authsvc-monitor", path.read_text())
 
 
 # --- systemd ------------------------------------------------------------------------------------

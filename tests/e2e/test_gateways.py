@@ -135,6 +135,17 @@ def test_deny_reason_is_not_shown_to_the_client(stack: ProxiedStack) -> None:
         "/auth-binding-off",
         "/auth/binding-off",
         "/auth-binding-off/../api/x",
+        # the monitored route /v2/ lets failures through: none of these may reach it
+        "/api/-monitor",
+        "/api/x-monitor",
+        "/api/auth-monitor",
+        "/v2/../api/x",
+        "/v2/%2e%2e/api/x",
+        "/v2/%2E%2E/api/x",
+        "//v2/../api/x",
+        "/auth-monitor",
+        "/auth/-monitor",
+        "/auth-monitor/../api/x",
     ],
 )
 def test_client_path_cannot_weaken_the_policy(stack: ProxiedStack, path: str) -> None:
@@ -144,6 +155,29 @@ def test_client_path_cannot_weaken_the_policy(stack: ProxiedStack, path: str) ->
     reply = stack.send("GET", path, approov(token()))
     assert reply.status in {401, 404}, reply  # 404: a gateway refusing the path outright
     assert stack.backend_requests() == before
+
+
+def test_the_monitored_route_lets_a_failure_through_as_monitor_with_no_device_id(
+    stack: ProxiedStack,
+) -> None:
+    """/v2/ is on `-monitor` in every shipped file: a forged token reaches the backend, logged
+    as `monitor` with its reason, and no device id comes with it (nothing of it is trusted)."""
+    forged = bound_token(AUTHORIZATION.encode(), secret=OTHER_SECRET, did="forged-device")
+    reply = stack.send("GET", "/v2/rollout", {**approov(forged), "X-Approov-Did": "from-client"})
+    assert reply.status == 200
+    assert reply.json()["approov_did"] in ([], [""])
+    line = decision_for(stack, "/v2/rollout")
+    assert (line["decision"], line["reason"], line["monitor"]) == (
+        "monitor",
+        "signature_invalid",
+        True,
+    )
+
+
+def test_the_monitored_route_passes_a_valid_token_as_a_plain_allow(stack: ProxiedStack) -> None:
+    reply = stack.send("GET", "/v2/valid", approov())
+    assert (reply.status, reply.json()["approov_did"]) == (200, ["device-42"])
+    assert decision_for(stack, "/v2/valid")["decision"] == "allow"
 
 
 def test_token_only_route_allows_a_token_without_authorization(stack: ProxiedStack) -> None:

@@ -317,6 +317,11 @@ def test_envoy_check_without_a_client_path_is_allowed_with_200() -> None:
         "/auth-signing-required-binding-off",  # the binding is named first
         "/auth-binding-off-signing",
         "/auth-signing-off-x",
+        "/auth-monitorx",
+        "/auth-monitor-",
+        "/auth-monitor-binding-off",  # -monitor comes last
+        "/auth-binding-off-monitor-signing-off",
+        "/auth-monitor-monitor",
         "/",
     ],
 )
@@ -341,6 +346,107 @@ def test_binding_monitor_mode_allows_a_binding_mismatch_but_not_an_expired_token
     service = Service(abort_on_invalid_binding=False)
     assert service.auth(valid(), authorization="Bearer other").status_code == 204
     assert service.auth(bound_token(AUTHORIZATION.encode(), ttl=-10)).status_code == 401
+
+
+# --- monitor per route: `-monitor`, chosen by the proxy ------------------------------------------
+
+MONITORED_ROUTES = [
+    "/auth-monitor",
+    "/auth-binding-required-monitor",
+    "/auth-signing-off-monitor",
+    "/auth-binding-required-signing-off-monitor",
+    "/auth-monitor/api/v1/x",  # Envoy: the client's path after the policy
+]
+
+
+@pytest.mark.parametrize("path", MONITORED_ROUTES)
+def test_a_monitored_route_allows_a_failure_as_monitor_whatever_the_global_flags(
+    path: str,
+) -> None:
+    """The abort settings say deny; the route says monitor: allowed, with the reason."""
+    service = Service(abort_on_invalid_token=True, abort_on_invalid_binding=True)
+    forged = bound_token(AUTHORIZATION.encode(), secret=OTHER_SECRET, did="d")
+    result = service.auth(forged, path=path)
+    assert result.status_code in (200, 204)
+    assert result.headers["X-Approov-Reason"] == "signature_invalid"
+    line = service.lines()[-1]
+    assert (line["decision"], line["reason"], line["monitor"]) == (
+        "monitor",
+        "signature_invalid",
+        True,
+    )
+
+
+def test_elsewhere_the_global_flags_keep_their_meaning() -> None:
+    service = Service()
+    forged = bound_token(AUTHORIZATION.encode(), secret=OTHER_SECRET)
+    assert service.auth(forged, path="/auth-monitor").status_code == 204
+    assert service.auth(forged, path="/auth").status_code == 401
+    assert "monitor" not in service.lines()[-1]
+
+
+def test_a_monitored_allow_with_verified_claims_is_never_cacheable_and_has_no_device_id() -> None:
+    """A binding mismatch on a monitored route: the token verified (claims, a device id), but
+    nothing of it may be cached by the proxy or forwarded to the backend."""
+    service = Service()
+    tok = bound_token(AUTHORIZATION.encode(), did="device-7")
+    result = service.auth(tok, authorization="Bearer someone else", path="/auth-monitor")
+    assert (result.status_code, result.headers["X-Approov-Reason"]) == (204, "binding_mismatch")
+    assert result.headers["Cache-Control"] == "no-store"
+    assert result.headers["X-Approov-Did"] == ""
+    assert "Vary" not in result.headers
+    line = service.lines()[-1]
+    assert (line["decision"], line["did"]) == ("monitor", "device-7")  # logged, not forwarded
+
+
+def test_a_valid_token_on_a_monitored_route_is_a_plain_allow() -> None:
+    service = Service()
+    result = service.auth(bound_token(AUTHORIZATION.encode(), did="device-7"), path="/auth-monitor")
+    assert result.status_code == 204
+    assert result.headers["Cache-Control"].startswith("max-age=")
+    assert result.headers["X-Approov-Did"] == "device-7"
+    assert service.lines()[-1]["decision"] == "allow"
+
+
+def test_a_monitored_failure_is_counted_as_monitor_with_its_reason() -> None:
+    metrics = Metrics()
+    runtime = Runtime.from_settings(Settings(secret=DUMMY_SECRET))
+    client = falcon.testing.TestClient(create_app(runtime, metrics=metrics))
+    client.simulate_get("/auth-monitor", headers={"Authorization": AUTHORIZATION})
+    exposition = metrics.exposition().decode()
+    assert 'authsvc_decisions_total{decision="monitor",reason="token_missing"} 1.0' in exposition
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/auth/-monitor",
+        "/auth/auth-monitor",
+        "/auth/../auth-monitor",
+        "/auth/%2e%2e/auth-monitor",
+        "/auth/%2Fauth-monitor",
+        "/auth-binding-required/-monitor",
+        "/auth-binding-required/x-monitor",
+        "/auth-binding-required/../auth-binding-required-monitor",
+        "/auth-binding-required/%2e%2e/auth-monitor/x",
+    ],
+)
+def test_a_client_path_never_makes_a_route_monitored(path: str) -> None:
+    """`-monitor` ends the policy name the proxy chose; what a proxy appends after a slash is
+    the client's, and never lets a failure through."""
+    service = Service(binding_mode=BindingMode.OFF)
+    forged = bound_token(AUTHORIZATION.encode(), secret=OTHER_SECRET)
+    result = service.auth(forged, path=path)
+    assert (result.status_code, result.headers["X-Approov-Reason"]) == (401, "signature_invalid")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"X-Original-URI": "/auth-monitor"}, {"X-Approov-Monitor": "true"}],
+)
+def test_client_headers_cannot_make_a_route_monitored(headers: dict[str, str]) -> None:
+    forged = bound_token(AUTHORIZATION.encode(), secret=OTHER_SECRET)
+    assert Service().auth(forged, headers=headers).status_code == 401
 
 
 # --- robustness -------------------------------------------------------------------------------

@@ -303,3 +303,19 @@ def test_an_allow_on_a_signing_route_is_never_cacheable(path: str) -> None:
     result = Service().check(through_nginx(sign(request(url=URL))), path=path)
     assert (result.reason, result.headers["cache-control"]) == ("ok", "no-store")
     assert "vary" not in result.headers
+
+
+def test_a_monitored_signing_route_allows_a_refused_signature_as_monitor() -> None:
+    service = Service()
+    result = service.check(through_nginx(request(url=URL)), path="/auth-signing-required-monitor")
+    assert (result.status, result.reason) == (204, "message_signature_missing")
+    assert service.last_line()["decision"] == "monitor"
+
+
+def test_on_a_monitored_route_an_unknown_client_request_stays_denied() -> None:
+    """message_target_unknown means a forgery or a proxy misconfigured: never let through."""
+    service = Service()
+    headers = sign(request(url=URL)).header_pairs()
+    result = service.check(headers, path="/auth-signing-required-monitor")
+    assert (result.status, result.reason) == (401, "message_target_unknown")
+    assert service.last_line()["decision"] == "deny"
