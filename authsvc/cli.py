@@ -15,17 +15,27 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from authsvc.check.signing import ClientRequest
 from authsvc.config import (
     DEFAULT_BINDING_HEADERS,
     DEFAULT_TOKEN_HEADER,
     PUBLIC_DUMMY_SECRET_B64,
     ConfigError,
 )
-from authsvc.devtoken import TEST_IPK, mint, parse_duration, sign_request
 from authsvc.environment import load_environment
-from authsvc.explain import Signing, explain
-from authsvc.nginxcheck import ConfigFiles, ConfigUnreadable, check, nginx_dump
-from authsvc.report import (
+from authsvc.http.server import (
+    DEFAULT_GRACEFUL_TIMEOUT,
+    LOG_LEVELS,
+    ServeOptions,
+    default_workers,
+    serve,
+)
+from authsvc.policy import BindingMode, Decision, SigningMode
+from authsvc.runtime import Runtime, load
+from authsvc.tools.devtoken import TEST_IPK, mint, parse_duration, sign_request
+from authsvc.tools.explain import Signing, explain
+from authsvc.tools.nginxcheck import ConfigFiles, ConfigUnreadable, check, nginx_dump
+from authsvc.tools.report import (
     DEFAULT_PREFIX_SEGMENTS,
     Unreadable,
     build,
@@ -33,17 +43,7 @@ from authsvc.report import (
     text,
     write_json,
 )
-from authsvc.reportpage import DEFAULT_TITLE, render
-from authsvc.runtime import Runtime, load
-from authsvc.server import (
-    DEFAULT_GRACEFUL_TIMEOUT,
-    LOG_LEVELS,
-    ServeOptions,
-    default_workers,
-    serve,
-)
-from authsvc.signing import ClientRequest
-from authsvc.verify import BindingMode, Decision, SigningMode
+from authsvc.tools.reportpage import DEFAULT_TITLE, render
 
 DEFAULT_BIND = "127.0.0.1:8002"
 EXIT_REFUSED = 1

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from authsvc.verify import BindingMode, SigningMode
+from authsvc.policy import BindingMode, SigningMode
 
 # Approov's published dummy secret, for trying authsvc out; never used for a real app's tokens.
 PUBLIC_DUMMY_SECRET_B64 = (
@@ -86,7 +86,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Read every APPROOV_* setting from `env`; raise one ConfigError listing all problems.
 
-        Key files are only named here; `authsvc.keys` reads them.
+        Key files are only named here; `authsvc.check.keys` reads them.
         """
         problems: list[str] = []
         if not any(env.get(name, "").strip() for name in KEY_SETTINGS):

@@ -10,11 +10,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from authsvc.cache import CachingVerifier
+from authsvc.check.cache import CachingVerifier
+from authsvc.check.keys import KeySource
+from authsvc.check.signing import MessageSignatures
+from authsvc.check.verify import Checker, Verifier
 from authsvc.config import Settings
-from authsvc.keys import KeySource
-from authsvc.signing import MessageSignatures
-from authsvc.verify import Checker, Verifier
 
 
 @dataclass(frozen=True, slots=True)

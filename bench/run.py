@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from authsvc.config import DEFAULT_TOKEN_HEADER, PUBLIC_DUMMY_SECRET_B64
-from authsvc.devtoken import TEST_IPK, mint, sign_request
+from authsvc.tools.devtoken import TEST_IPK, mint, sign_request
 from demo import nginx
 from demo.gateways import ENVOY
 from demo.processes import (

@@ -32,14 +32,15 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from authsvc.devtoken import mint, sign_request
+from authsvc.tools.devtoken import mint, sign_request
 from demo import nginx
 from demo.gateways import GATEWAYS
 from demo.processes import (
@@ -278,13 +279,14 @@ class Gateway:
             stop(self.process)
 
 
-def soak(name: str, seconds: int, workdir: Path) -> Report:
-    """Steps 1 to 4 behind gateway `name`."""
+@contextmanager
+def running(name: str, workdir: Path, max_signature_age: int) -> Iterator[tuple[int, Authsvc]]:
+    """The demo backend, authsvc and gateway `name` (its shipped file) on fresh loopback ports;
+    the gateway's port and authsvc, everything stopped after."""
     workdir.mkdir()
     ports = nginx.Ports(free_port(), free_port(), free_port())
-    authsvc = Authsvc(workdir, ports.authsvc, max_signature_age=seconds + 300)
+    authsvc = Authsvc(workdir, ports.authsvc, max_signature_age)
     gateway = Gateway(name, workdir, ports)
-    report = Report(name)
     backend: subprocess.Popen[bytes] | None = None
     try:
         with (workdir / "backend.log").open("ab") as log:
@@ -295,7 +297,19 @@ def soak(name: str, seconds: int, workdir: Path) -> Report:
             )
         authsvc.start()
         gateway.start()
-        loads = traffic(ports.nginx, DUMMY_SECRET)
+        yield ports.nginx, authsvc
+    finally:
+        gateway.stop()
+        authsvc.stop()
+        if backend is not None:
+            stop(backend)
+
+
+def soak(name: str, seconds: int, workdir: Path) -> Report:
+    """Steps 1 to 4 behind gateway `name`."""
+    report = Report(name)
+    with running(name, workdir, max_signature_age=seconds + 300) as (port, authsvc):
+        loads = traffic(port, DUMMY_SECRET)
 
         # 1. full rate; the workers' RSS every 10 s
         sampling = threading.Event()
@@ -306,14 +320,14 @@ def soak(name: str, seconds: int, workdir: Path) -> Report:
                 report.rss_samples.append(sum(authsvc.worker_rss()))
 
         sampler = threading.Thread(target=sample_rss, daemon=True)
-        report.full_rate = under_load(ports.nginx, loads, seconds, sampler.start)
+        report.full_rate = under_load(port, loads, seconds, sampler.start)
         sampling.set()
         report.rss_samples.append(sum(authsvc.worker_rss()))
 
         # 2. SIGKILL one worker under load
         victim = authsvc.workers()[0]
         killer = threading.Timer(3, os.kill, (victim, signal.SIGKILL))
-        report.killed = under_load(ports.nginx, loads, 10, killer.start)
+        report.killed = under_load(port, loads, 10, killer.start)
         killer.join()
         report.worker_replaced = victim not in authsvc.workers() and len(authsvc.workers()) == 2
 
@@ -322,10 +336,10 @@ def soak(name: str, seconds: int, workdir: Path) -> Report:
             time.sleep(2)
             authsvc.rotate(OTHER_SECRET, previous=DUMMY_SECRET)
 
-        report.rotation = under_load(ports.nginx, loads, 10, rotate)
-        new_loads = traffic(ports.nginx, OTHER_SECRET)
+        report.rotation = under_load(port, loads, 10, rotate)
+        new_loads = traffic(port, OTHER_SECRET)
         report.new_secret_allowed = all(
-            timeline(ports.nginx, load, 0.2)[-1][1] == load.status for load in new_loads
+            timeline(port, load, 0.2)[-1][1] == load.status for load in new_loads
         )
 
         # 4. authsvc stopped and restarted under load
@@ -341,7 +355,7 @@ def soak(name: str, seconds: int, workdir: Path) -> Report:
 
         restarter = threading.Thread(target=restart)
         restarter.start()
-        points = timeline(ports.nginx, new_loads[0], 12)
+        points = timeline(port, new_loads[0], 12)
         restarter.join()
         for at, status in points:
             if marks["down"] <= at <= marks["up"]:
@@ -349,42 +363,25 @@ def soak(name: str, seconds: int, workdir: Path) -> Report:
             else:
                 report.outside_requests += 1
                 report.outside_unexpected += status != new_loads[0].status
-    finally:
-        gateway.stop()
-        authsvc.stop()
-        if backend is not None:
-            stop(backend)
     return report
 
 
 def straight_at_authsvc(workdir: Path) -> None:
     """Steps 5 and 6, behind nginx."""
-    workdir.mkdir()
-    ports = nginx.Ports(free_port(), free_port(), free_port())
-    authsvc = Authsvc(workdir, ports.authsvc, max_signature_age=60)
-    gateway = Gateway("nginx", workdir, ports)
-    backend: subprocess.Popen[bytes] | None = None
-    try:
-        with (workdir / "backend.log").open("ab") as log:
-            backend = spawn(
-                [sys.executable, "-m", "demo.backend", "--port", str(ports.backend)],
-                log,
-                {**os.environ, "PYTHONPATH": str(REPO)},
-            )
-        authsvc.start()
-        gateway.start()
-        allow = traffic(ports.nginx, DUMMY_SECRET)[0]
+    with running("nginx", workdir, max_signature_age=60) as (port, authsvc):
+        authsvc_port = authsvc.port
+        allow = traffic(port, DUMMY_SECRET)[0]
 
         # 5. slowloris straight at authsvc
         slow = []
         for _ in range(500):
-            connection = socket.create_connection(("127.0.0.1", ports.authsvc))
+            connection = socket.create_connection(("127.0.0.1", authsvc_port))
             connection.sendall(b"GET /auth HTTP/1.1\r\nHost: x\r\n")
             slow.append(connection)
         latencies = []
         for _ in range(200):
             started = time.monotonic()
-            probe = http.client.HTTPConnection("127.0.0.1", ports.authsvc, timeout=5)
+            probe = http.client.HTTPConnection("127.0.0.1", authsvc_port, timeout=5)
             probe.request("GET", "/auth", headers=allow.headers)
             probe.getresponse().read()
             probe.close()
@@ -404,7 +401,7 @@ def straight_at_authsvc(workdir: Path) -> None:
         expiring = mint(DUMMY_SECRET, lifetime_seconds=4, binding=BINDING, now=now)
         exp = int(now + 4)  # as mint computes it
         load = Traffic("expiring", "/api/soak", {**allow.headers, TOKEN_HEADER: expiring}, 200)
-        points = timeline(ports.nginx, load, 7)
+        points = timeline(port, load, 7)
         wall = time.time() - time.monotonic()
         allowed_after = [t + wall - exp for t, s in points if s == 200 and t + wall >= exp]
         first_deny = next((t + wall - exp for t, s in points if s == 401), float("nan"))
@@ -412,11 +409,6 @@ def straight_at_authsvc(workdir: Path) -> None:
             f"6. token expiring mid-run: allowed after exp {len(allowed_after)} times, "
             f"first deny {first_deny:+.3f} s from exp (leeway 0)"
         )
-    finally:
-        gateway.stop()
-        authsvc.stop()
-        if backend is not None:
-            stop(backend)
 
 
 def print_report(report: Report, seconds: int) -> None:

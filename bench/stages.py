@@ -25,15 +25,16 @@ sys.path.insert(0, str(REPO))
 # prometheus_client picks its value store when first imported: set up as `authsvc serve` does.
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="authsvc-stages-")
 
-from authsvc.app import Receive, Scope, Send, create_app
+from authsvc.check.credentials import CredentialReader
+from authsvc.check.origin import ClientRequestReader
+from authsvc.check.verify import Verifier
 from authsvc.config import DEFAULT_TOKEN_HEADER, Settings
-from authsvc.credentials import CredentialReader
-from authsvc.decisionlog import DecisionLog
-from authsvc.devtoken import TEST_IPK, mint, sign_request
-from authsvc.metrics import Metrics
-from authsvc.origin import ClientRequestReader
+from authsvc.http.app import Receive, Scope, Send, create_app
+from authsvc.observe.decisionlog import DecisionLog
+from authsvc.observe.metrics import Metrics
+from authsvc.policy import BindingMode, SigningMode
 from authsvc.runtime import Runtime
-from authsvc.verify import BindingMode, SigningMode, Verifier
+from authsvc.tools.devtoken import TEST_IPK, mint, sign_request
 from tests.asgi import answer
 from tests.tokens import DUMMY_SECRET
 

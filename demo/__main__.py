@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from authsvc.config import PUBLIC_DUMMY_SECRET_B64
-from authsvc.devtoken import TEST_IPK, mint
+from authsvc.tools.devtoken import TEST_IPK, mint
 from demo import nginx
 from demo.processes import authsvc_env, authsvc_serve, spawn, stop, wait_until_answering
 

@@ -7,9 +7,9 @@ import io
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from authsvc.app import AsgiApp, Message, create_app
 from authsvc.config import Settings
-from authsvc.decisionlog import DecisionLog
+from authsvc.http.app import AsgiApp, Message, create_app
+from authsvc.observe.decisionlog import DecisionLog
 from authsvc.runtime import Runtime
 from tests.tokens import DUMMY_SECRET
 

@@ -46,7 +46,7 @@ def no_internal_error(request: pytest.FixtureRequest) -> Iterator[None]:
     (a denied `internal_error`, or a failure after the verdict) fails, unless it is marked
     `internal_error`."""
     errors = _Errors()
-    logger = logging.getLogger("authsvc.app")
+    logger = logging.getLogger("authsvc.http.app")
     logger.addHandler(errors)
     try:
         yield

@@ -15,8 +15,9 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from authsvc.decisionlog import DecisionLog
-from authsvc.verify import Decision, Reason, Verdict
+from authsvc.check.verify import Verdict
+from authsvc.observe.decisionlog import DecisionLog
+from authsvc.policy import Decision, Reason
 
 START = 1_795_435_200.0  # 2026-11-23T12:00:00Z
 NOISE = "[2026-11-23 12:00:00 +0000] [12] [INFO] Booting worker with pid: 12\n"

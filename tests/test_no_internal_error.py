@@ -20,11 +20,11 @@ def test_an_internal_error_fails_every_test_not_marked_for_it(
         import pytest
 
         def test_unmarked():
-            logging.getLogger("authsvc.app").error("verification failed, denied: X at f:1")
+            logging.getLogger("authsvc.http.app").error("verification failed, denied: X at f:1")
 
         @pytest.mark.internal_error
         def test_marked():
-            logging.getLogger("authsvc.app").error("verification failed, denied: X at f:1")
+            logging.getLogger("authsvc.http.app").error("verification failed, denied: X at f:1")
 
         def test_clean():
             pass

@@ -12,8 +12,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from authsvc.credentials import Credentials
-from authsvc.verify import BindingMode
+from authsvc.check.credentials import Credentials
+from authsvc.policy import BindingMode
 from tests.tokens import DUMMY_SECRET, OTHER_SECRET, b64url, pay_for, secret_verifier
 
 NOW = time.time()

@@ -10,12 +10,13 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from authsvc.check.credentials import Credentials
+from authsvc.check.keys import KeySource
+from authsvc.check.verify import Verdict
 from authsvc.config import Settings
-from authsvc.credentials import Credentials
-from authsvc.decisionlog import MAX_LINE_BYTES
-from authsvc.explain import explain
-from authsvc.keys import KeySource
-from authsvc.verify import BindingMode, Reason, Verdict
+from authsvc.observe.decisionlog import MAX_LINE_BYTES
+from authsvc.policy import BindingMode, Reason
+from authsvc.tools.explain import explain
 from tests.asgi import answer, dummy_app
 from tests.signatures import ipk_token
 from tests.tokens import DUMMY_SECRET, secret_verifier, sign

@@ -9,10 +9,10 @@ import json
 import time
 from typing import Any
 
+from authsvc.check.jose import HS256
+from authsvc.check.keys import Key, KeySource
+from authsvc.check.verify import Verifier
 from authsvc.config import PUBLIC_DUMMY_SECRET_B64
-from authsvc.jose import HS256
-from authsvc.keys import Key, KeySource
-from authsvc.verify import Verifier
 
 DUMMY_SECRET_B64 = PUBLIC_DUMMY_SECRET_B64
 

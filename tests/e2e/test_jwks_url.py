@@ -15,7 +15,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from authsvc.keys import fetch_jwks, fetch_url
+from authsvc.check.keys import fetch_jwks, fetch_url
 from tests.e2e.servers import Authsvc
 
 pytestmark = pytest.mark.e2e

@@ -7,6 +7,7 @@ import re
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -73,11 +74,10 @@ def test_metrics_count_exactly_across_two_workers(tmp_path: Path) -> None:
     assert not list(metrics_dir.glob("gauge_live*")), "a stopped worker's live gauges stay"
 
 
-def test_sigterm_stops_gracefully_closing_idle_connections_soon(tmp_path: Path) -> None:
-    """Graceful: listeners closed, an idle keep-alive connection closed within DRAIN_SECONDS,
-    exit 0 without waiting out the graceful timeout."""
+@pytest.fixture
+def idle_connection(tmp_path: Path) -> Iterator[tuple[Authsvc, socket.socket]]:
+    """One worker, and a kept-alive connection to it that has had one answer and is now idle."""
     server = Authsvc(tmp_path, workers=1, extra_args=("--graceful-timeout", "20")).start()
-    assert server.process is not None
     kept = socket.create_connection(("127.0.0.1", server.port), timeout=5)
     try:
         kept.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -85,43 +85,44 @@ def test_sigterm_stops_gracefully_closing_idle_connections_soon(tmp_path: Path) 
         while not answer.endswith(b"ready\n"):
             answer += kept.recv(4096)
         assert answer.startswith(b"HTTP/1.1 200")
-        started = time.monotonic()
-        server.process.send_signal(signal.SIGTERM)
-        assert kept.recv(4096) == b""  # closed by the server, not left hanging
-        assert server.process.wait(timeout=15) == 0
-        assert time.monotonic() - started < 10
+        yield server, kept
     finally:
         kept.close()
         server.stop()
 
 
+def test_sigterm_stops_gracefully_closing_idle_connections_soon(
+    idle_connection: tuple[Authsvc, socket.socket],
+) -> None:
+    """Graceful: listeners closed, an idle keep-alive connection closed within DRAIN_SECONDS,
+    exit 0 without waiting out the graceful timeout."""
+    server, kept = idle_connection
+    assert server.process is not None
+    started = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    assert kept.recv(4096) == b""  # closed by the server, not left hanging
+    assert server.process.wait(timeout=15) == 0
+    assert time.monotonic() - started < 10
+
+
 def test_a_check_sent_on_an_idle_connection_as_the_worker_stops_is_answered_not_reset(
-    tmp_path: Path,
+    idle_connection: tuple[Authsvc, socket.socket],
 ) -> None:
     """A proxy may send a check on a kept-alive connection at the instant a reload or a stop
     begins: it gets its answer with `Connection: close`. (Closed at once, as uvicorn does, the
     check was reset; through nginx under load, one reload turned 1 check in ~30,000 into 503.)"""
-    server = Authsvc(tmp_path, workers=1, extra_args=("--graceful-timeout", "20")).start()
+    server, kept = idle_connection
     assert server.process is not None
-    kept = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-    try:
-        kept.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
-        answer = b""
-        while not answer.endswith(b"ready\n"):
-            answer += kept.recv(4096)
-        server.process.send_signal(signal.SIGTERM)
-        wait_until(lambda: "Shutting down" in server.log_text(), what="the worker's stop")
-        kept.sendall(b"GET /auth HTTP/1.1\r\nHost: x\r\n\r\n")
-        answer = b""
-        while chunk := kept.recv(4096):
-            answer += chunk
-        head = answer.split(b"\r\n\r\n")[0].lower()
-        assert head.startswith(b"http/1.1 401"), answer
-        assert b"connection: close" in head
-        assert server.process.wait(timeout=15) == 0
-    finally:
-        kept.close()
-        server.stop()
+    server.process.send_signal(signal.SIGTERM)
+    wait_until(lambda: "Shutting down" in server.log_text(), what="the worker's stop")
+    kept.sendall(b"GET /auth HTTP/1.1\r\nHost: x\r\n\r\n")
+    answer = b""
+    while chunk := kept.recv(4096):
+        answer += chunk
+    head = answer.split(b"\r\n\r\n")[0].lower()
+    assert head.startswith(b"http/1.1 401"), answer
+    assert b"connection: close" in head
+    assert server.process.wait(timeout=15) == 0
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGQUIT, signal.SIGINT])

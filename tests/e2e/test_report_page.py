@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from authsvc.report import Report
-from authsvc.reportpage import COLOURS, render
+from authsvc.tools.report import Report
+from authsvc.tools.reportpage import COLOURS, render
 from tests.browser import colours, console_errors, rgb, screenshot
 from tests.decision_lines import generate
 

@@ -14,8 +14,8 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from authsvc.credentials import CredentialReader
-    from authsvc.verify import BindingMode, Reason
+    from authsvc.check.credentials import CredentialReader
+    from authsvc.policy import BindingMode, Reason
     from tests.asgi import answer, dummy_app
     from tests.signatures import ipk_token
     from tests.tokens import bound_token, secret_verifier

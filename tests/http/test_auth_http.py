@@ -11,14 +11,15 @@ from typing import Any
 import falcon.testing
 import pytest
 
-from authsvc.app import AuthEndpoint, create_app
+from authsvc.check.credentials import Credentials
+from authsvc.check.keys import KeySource
+from authsvc.check.verify import Verdict, Verifier
 from authsvc.config import Settings
-from authsvc.credentials import Credentials
-from authsvc.decisionlog import DecisionLog
-from authsvc.keys import KeySource
-from authsvc.metrics import Metrics
+from authsvc.http.app import AuthEndpoint, create_app
+from authsvc.observe.decisionlog import DecisionLog
+from authsvc.observe.metrics import Metrics
+from authsvc.policy import BindingMode
 from authsvc.runtime import Runtime
-from authsvc.verify import BindingMode, Verdict, Verifier
 from tests.tokens import (
     DUMMY_SECRET,
     DUMMY_SECRET_B64,

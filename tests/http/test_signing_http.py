@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-import authsvc.app
-from authsvc.app import MAX_FORWARDED_BODY_BYTES, create_app
+import authsvc.http.app
 from authsvc.config import Settings
-from authsvc.decisionlog import DecisionLog
-from authsvc.metrics import Metrics
+from authsvc.http.app import MAX_FORWARDED_BODY_BYTES, create_app
+from authsvc.observe.decisionlog import DecisionLog
+from authsvc.observe.metrics import Metrics
+from authsvc.policy import BindingMode, SigningMode
 from authsvc.runtime import Runtime
-from authsvc.verify import BindingMode, SigningMode
 from tests.asgi import Answer, answer
 from tests.signatures import Request, request, sign
 from tests.tokens import DUMMY_SECRET, token
@@ -272,7 +272,7 @@ def test_a_body_beyond_the_limit_is_cut_and_fails_its_digest() -> None:
 
 def test_a_body_that_stops_coming_is_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
     """A proxy that announced a body and stalled: the check answers, a deny, in bounded time."""
-    monkeypatch.setattr(authsvc.app, "_BODY_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(authsvc.http.app, "_BODY_TIMEOUT_SECONDS", 0.2)
     message = signed_post(b"z" * 100)
     check = through_envoy(message)
     body = check.pop("body")

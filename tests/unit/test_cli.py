@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
+from authsvc.check.credentials import Credentials
+from authsvc.check.signing import ClientRequest
 from authsvc.cli import main
 from authsvc.config import Settings
-from authsvc.credentials import Credentials
-from authsvc.devtoken import parse_duration
 from authsvc.environment import load_environment
+from authsvc.http.server import default_workers
+from authsvc.policy import BindingMode, Reason, SigningMode
 from authsvc.runtime import Runtime
-from authsvc.server import default_workers
-from authsvc.signing import ClientRequest
-from authsvc.verify import BindingMode, Reason, SigningMode
+from authsvc.tools.devtoken import parse_duration
 from tests.signatures import APPROOV_TEST_IPK, ipk_token
 from tests.tokens import (
     DUMMY_SECRET,

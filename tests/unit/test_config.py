@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from authsvc.config import ConfigError, Settings
-from authsvc.verify import BindingMode, SigningMode
+from authsvc.policy import BindingMode, SigningMode
 from tests.tokens import DUMMY_SECRET, DUMMY_SECRET_B64
 
 BASE = {"APPROOV_BASE64_SECRET": DUMMY_SECRET_B64}

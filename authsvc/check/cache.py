@@ -1,0 +1,76 @@
+"""A bounded cache of allowed verdicts in front of a Verifier: an app reuses its token for
+minutes, so check it once.
+
+An entry is keyed on the exact token bytes, the binding value and the policy, so it can only
+answer the very same credentials. Its `exp` is checked again on every hit, and the whole cache
+is dropped whenever the key set changes. Only allowed verdicts are kept: a deny is recomputed.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import replace
+
+from authsvc.check.credentials import Credentials
+from authsvc.check.keys import KeySet
+from authsvc.check.verify import Verdict, Verifier
+from authsvc.policy import BindingMode, Decision
+
+CacheKey = tuple[bytes, bytes | None, BindingMode]
+
+
+class CachingVerifier:
+    """`verifier` with a cache of its allowed verdicts in front (the Checker the app uses)."""
+
+    def __init__(self, verifier: Verifier, size: int) -> None:
+        self._verifier = verifier
+        self._cache = VerdictCache(size)
+
+    @property
+    def ready(self) -> bool:
+        return self._verifier.ready
+
+    def check(self, credentials: Credentials, binding_mode: BindingMode) -> Verdict:
+        verifier = self._verifier
+        if len(credentials.tokens) != 1 or credentials.binding_conflict:
+            return verifier.check(credentials, binding_mode)
+        cache_key = (credentials.tokens[0], credentials.binding_value, binding_mode)
+        keys = verifier.keys.current
+        hit = self._cache.get(cache_key, keys, verifier.clock() - verifier.leeway_seconds)
+        if hit is not None:
+            return replace(hit, cached=True)
+        verdict = verifier.check(credentials, binding_mode)
+        # Only if no key change landed meanwhile: the verdict was reached with `keys`.
+        if verdict.decision is Decision.ALLOW and keys is verifier.keys.current:
+            self._cache.put(cache_key, verdict)
+        return verdict
+
+
+class VerdictCache:
+    __slots__ = ("_entries", "_keys", "_size")
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[CacheKey, Verdict] = OrderedDict()
+        self._keys: KeySet | None = None
+
+    def get(self, key: CacheKey, keys: KeySet, expired_at: float) -> Verdict | None:
+        """The allowed verdict for `key`, unless its token expired by `expired_at`."""
+        if keys is not self._keys:  # new keys: nothing verified with the old ones may stand
+            self._entries.clear()
+            self._keys = keys
+            return None
+        verdict = self._entries.get(key)
+        if verdict is None:
+            return None
+        claims = verdict.claims
+        if claims is None or claims["exp"] <= expired_at:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return verdict
+
+    def put(self, key: CacheKey, verdict: Verdict) -> None:
+        self._entries[key] = verdict
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)

@@ -1,0 +1,184 @@
+"""What a proxy says of the client's request, read from the check request it sends authsvc.
+
+Proxies say it in different headers, and each passes a client's copies of the others through
+(Caddy and Traefik forward every client header; nginx those it does not set). So no header is
+believed alone: every source the check carries must agree, or the client's request is unknown
+and every signed request is denied as `message_target_unknown`. A forged header can then only
+refuse the forger's own request, whatever configuration the user copied.
+
+- method: `X-Original-Method` (nginx, ingress-nginx), `X-Forwarded-Method` (Caddy, Traefik),
+  and the check's own method behind a path-appending proxy (Envoy keeps the client's); with
+  none of them, the check's own method;
+- path and query, raw: the path of ingress-nginx's `X-Original-URL`, `X-Original-URI`
+  (nginx), `X-Forwarded-Uri` (Caddy, Traefik), and what follows the policy in the check's own
+  path (Envoy's `path_prefix`);
+- scheme: the scheme of `X-Original-URL` and `X-Forwarded-Proto`;
+- authority: the authority of `X-Original-URL`, `X-Forwarded-Host`, and the check's `Host`
+  behind Envoy (which keeps the client's authority) or when nothing else names one;
+- APPROOV_PUBLIC_BASE_URL, when set (TLS ends in front of the proxy), replaces the scheme and
+  the authority, and no header is read for them;
+- the length of the client's body: `X-Original-Content-Length` (nginx, Caddy), or the length
+  of the body itself when the proxy forwarded it (Envoy `with_request_body`).
+
+The URL is rebuilt normalised (RFC 3986 6.2.3: lower-case scheme and host, no default port),
+the form the Approov SDKs sign. A header sent twice, or a value that is not its URL part,
+leaves that part unknown.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from authsvc.check.signing import ClientRequest
+
+ORIGINAL_METHOD_HEADERS = (b"x-original-method", b"x-forwarded-method")
+ORIGINAL_URL_HEADER = b"x-original-url"
+ORIGINAL_TARGET_HEADERS = (b"x-original-uri", b"x-forwarded-uri")
+ORIGINAL_LENGTH_HEADER = b"x-original-content-length"
+FORWARDED_PROTO_HEADER = b"x-forwarded-proto"
+FORWARDED_HOST_HEADER = b"x-forwarded-host"
+
+_SCHEME = re.compile(r"[a-z][a-z0-9+.\-]*")
+# RFC 3986 authority without userinfo: reg-name or IP literal, optional port.
+_AUTHORITY = re.compile(
+    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]+)(?::(?P<port>[0-9]*))?"
+)
+_REQUEST_TARGET = re.compile(r"/[\x21-\x7e]*")
+_URL = re.compile(r"(?P<scheme>[^:/?#]+)://(?P<authority>[^/?#]*)(?P<target>/.*)", re.DOTALL)
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+_OPTIONAL_WHITESPACE = b" \t"
+
+_Lines = Mapping[bytes, list[bytes]]
+
+
+class _Unknown(Exception):
+    """A part of the client's request that the check does not tell, or tells two ways."""
+
+
+class ClientRequestReader:
+    """Builds the signing `ClientRequest` of a check request; the base URL is decided once."""
+
+    __slots__ = ("_public_base_url",)
+
+    def __init__(self, public_base_url: str | None) -> None:
+        self._public_base_url = None
+        if public_base_url is not None:
+            base = _URL.fullmatch(public_base_url + "/")
+            if base is None:
+                raise ValueError(f"{public_base_url!r} is not a base URL")
+            self._public_base_url = _origin(base["scheme"], base["authority"])
+
+    def read(
+        self,
+        headers: Iterable[tuple[bytes, bytes]],
+        *,
+        method: str,
+        client_target: bytes | None,
+        body: bytes | None,
+    ) -> ClientRequest:
+        """`client_target`: the raw path and query a path-appending proxy (Envoy) put after
+        the policy; `body`: the client's body, when the proxy forwarded it (a body Envoy cut
+        at its limit fails its digest, as it should)."""
+        lines: dict[bytes, list[bytes]] = {}
+        for name, value in headers:
+            lines.setdefault(name, []).append(value.strip(_OPTIONAL_WHITESPACE))
+        fields = {name.decode("latin-1"): tuple(values) for name, values in lines.items()}
+        # The check's own Content-Length is the check's (0, or absent), never the client's.
+        fields.pop("content-length", None)
+        # Empty when the client sent none (Caddy sets the header all the same).
+        length = [value for value in lines.get(ORIGINAL_LENGTH_HEADER, ()) if value]
+        if length:
+            fields["content-length"] = tuple(length)
+        elif body:
+            fields["content-length"] = (str(len(body)).encode(),)
+        return ClientRequest(
+            method=_or_none(self._method, lines, method, client_target),
+            target_uri=_or_none(self._target_uri, lines, client_target),
+            fields=fields,
+            body=body,
+        )
+
+    @staticmethod
+    def _method(lines: _Lines, check_method: str, client_target: bytes | None) -> str:
+        told = _told(lines, ORIGINAL_METHOD_HEADERS)
+        if client_target is not None:  # Envoy: the check is made with the client's method
+            told.append(check_method.encode("latin-1"))
+        return _agreed(told).decode("ascii") if told else check_method
+
+    def _target_uri(self, lines: _Lines, client_target: bytes | None) -> str:
+        url = _original_url(lines)
+        targets = _told(lines, ORIGINAL_TARGET_HEADERS)
+        if url is not None:
+            targets.append(url["target"].encode("ascii"))
+        if client_target is not None:
+            targets.append(client_target)
+        target = _agreed(targets).decode("ascii")
+        if not _REQUEST_TARGET.fullmatch(target):
+            raise _Unknown
+        if self._public_base_url is not None:
+            return self._public_base_url + target
+        schemes = _told(lines, (FORWARDED_PROTO_HEADER,))
+        if url is not None:
+            schemes.append(url["scheme"].encode("ascii"))
+        scheme = _agreed([scheme.lower() for scheme in schemes]).decode("ascii")
+        authorities = _told(lines, (FORWARDED_HOST_HEADER,))
+        if url is not None:
+            authorities.append(url["authority"].encode("ascii"))
+        # The check's Host is the client's behind Envoy; elsewhere it is authsvc's own address,
+        # believed only when nothing else names the client's.
+        if client_target is not None or not authorities:
+            authorities.extend(_told(lines, (b"host",)))
+        origins = [_origin(scheme, authority.decode("ascii")).encode() for authority in authorities]
+        return _agreed(origins).decode("ascii") + target
+
+
+def _or_none(read: Callable[..., str], *args: Any) -> str | None:
+    try:
+        return read(*args)
+    except _Unknown:
+        return None
+
+
+def _told(lines: _Lines, names: tuple[bytes, ...]) -> list[bytes]:
+    """The value of each of `names` the check carries; one sent twice, or not ASCII, is
+    unknown (a proxy passed the client's copy along with its own)."""
+    told = []
+    for name in names:
+        values = lines.get(name)
+        if values is None:
+            continue
+        if len(values) != 1 or not values[0].isascii():
+            raise _Unknown
+        told.append(values[0])
+    return told
+
+
+def _agreed(told: list[bytes]) -> bytes:
+    if not told or any(value != told[0] for value in told):
+        raise _Unknown
+    return told[0]
+
+
+def _original_url(lines: _Lines) -> re.Match[str] | None:
+    """ingress-nginx's whole URL, split; None when the check does not carry it."""
+    told = _told(lines, (ORIGINAL_URL_HEADER,))
+    if not told:
+        return None
+    url = _URL.fullmatch(told[0].decode("ascii"))
+    if url is None:
+        raise _Unknown
+    return url
+
+
+def _origin(scheme: str, authority: str) -> str:
+    """`scheme://authority` normalised (RFC 3986 6.2.3): lower-case scheme and host, and no
+    port when it is the scheme's default."""
+    scheme = scheme.lower()
+    parts = _AUTHORITY.fullmatch(authority)
+    if not _SCHEME.fullmatch(scheme) or parts is None:
+        raise _Unknown
+    port = parts["port"]
+    keep_port = port and port != _DEFAULT_PORTS.get(scheme)
+    return f"{scheme}://{parts['host'].lower()}" + (f":{port}" if keep_port else "")

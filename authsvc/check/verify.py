@@ -1,0 +1,225 @@
+"""The verification rules: a pure function of the presented credentials, the policy, the keys
+and the clock.
+
+No HTTP, no environment, no logging, no cache (authsvc.check.cache wraps a Verifier with one):
+`Verifier.check` returns a `Verdict` whose `Reason` is the vocabulary that logs, metrics, the
+deny header and the tests all speak. The token's structure is authsvc.check.jose's.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
+
+from jwt.algorithms import Algorithm, get_default_algorithms
+
+from authsvc.check.credentials import Credentials
+from authsvc.check.jose import (
+    ES256,
+    HS256,
+    RS256,
+    Malformed,
+    ParsedToken,
+    check_header,
+    parse_compact_jws,
+)
+from authsvc.policy import BindingMode, Decision, Reason
+
+if TYPE_CHECKING:
+    from authsvc.check.keys import Key, KeySource
+
+MAX_TOKEN_BYTES = 4096
+# What a datetime can hold: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+EARLIEST_TIMESTAMP = -62135596800
+LATEST_TIMESTAMP = 253402300799
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    reason: Reason
+    decision: Decision
+    claims: Mapping[str, Any] | None = None
+    """The token's claims, present only when its signature verified."""
+    key: str | None = None
+    """The label of the key that verified the signature."""
+    cached: bool = False
+    """Answered from the cache of allowed verdicts."""
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision is not Decision.DENY
+
+    def monitored(self) -> Verdict:
+        """This verdict on a monitored route: a failure that monitor mode may let through is
+        allowed as `monitor`, whatever the abort settings say."""
+        if self.decision is Decision.DENY and not self.reason.always_denied:
+            return replace(self, decision=Decision.MONITOR, cached=False)
+        return self
+
+
+class Checker(Protocol):
+    """What the app asks of a verifier: a Verifier, or one with a cache in front."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    def check(self, credentials: Credentials, binding_mode: BindingMode) -> Verdict: ...
+
+
+class Verifier:
+    """Checks Approov tokens against the keys of a KeySource; the rest fixed at construction."""
+
+    def __init__(
+        self,
+        keys: KeySource,
+        *,
+        leeway_seconds: int = 0,
+        issuer: str | None = None,
+        audience: str | None = None,
+        abort_on_invalid_token: bool = True,
+        abort_on_invalid_binding: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.keys = keys
+        self.leeway_seconds = leeway_seconds
+        self.clock = clock
+        # PyJWT's algorithm objects, chosen once; which ones a token may use is the key set's call.
+        self._algorithms: dict[str, Algorithm] = {
+            name: get_default_algorithms()[name] for name in (HS256, RS256, ES256)
+        }
+        self._issuer = issuer
+        self._audience = audience
+        self._abort_on_invalid_token = abort_on_invalid_token
+        self._abort_on_invalid_binding = abort_on_invalid_binding
+
+    @property
+    def ready(self) -> bool:
+        """True once the keys to verify with are loaded."""
+        return self.keys.ready
+
+    def check(self, credentials: Credentials, binding_mode: BindingMode) -> Verdict:
+        reason, claims, key = self._evaluate(credentials, binding_mode)
+        return Verdict(reason, self._decide(reason), claims, key)
+
+    def _decide(self, reason: Reason) -> Decision:
+        if reason is Reason.OK:
+            return Decision.ALLOW
+        if reason.always_denied:
+            return Decision.DENY
+        aborts = (
+            self._abort_on_invalid_binding
+            if reason.is_binding_failure
+            else self._abort_on_invalid_token
+        )
+        return Decision.DENY if aborts else Decision.MONITOR
+
+    def _evaluate(
+        self, credentials: Credentials, binding_mode: BindingMode
+    ) -> tuple[Reason, Mapping[str, Any] | None, str | None]:
+        tokens = credentials.tokens
+        if len(tokens) > 1:
+            return Reason.TOKEN_DUPLICATED, None, None
+        if not tokens or not tokens[0]:
+            return Reason.TOKEN_MISSING, None, None
+        token = tokens[0]
+        if len(token) > MAX_TOKEN_BYTES:
+            return Reason.TOKEN_TOO_LONG, None, None
+        keys = self.keys.current  # one key set for the whole check, even if a refresh lands
+        if not keys.keys:
+            return Reason.KEYS_UNAVAILABLE, None, None
+        try:
+            parsed = parse_compact_jws(token)
+        except Malformed:
+            return Reason.TOKEN_MALFORMED, None, None
+        header, claims = parsed.header, parsed.claims
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str) or algorithm not in keys.algorithms:
+            return Reason.ALG_NOT_ALLOWED, None, None
+        try:
+            check_header(header)
+        except Malformed:
+            return Reason.TOKEN_MALFORMED, None, None
+        candidates = keys.candidates(algorithm, header.get("kid"))
+        if candidates is None:
+            return Reason.KID_UNKNOWN, None, None
+        key = self._verified_by(parsed, algorithm, candidates)
+        if key is None:
+            return Reason.SIGNATURE_INVALID, None, None
+        claims_problem = self._check_claims(claims)
+        if claims_problem is not None:
+            return claims_problem, claims, key
+        return self._check_binding(claims, credentials, binding_mode), claims, key
+
+    def _verified_by(
+        self, parsed: ParsedToken, algorithm: str, candidates: tuple[Key, ...]
+    ) -> str | None:
+        """The label of the key whose signature this is, or None.
+
+        PyJWT's algorithm layer does the cryptography (HMAC compared in constant time); the
+        token was already parsed strictly above, so it is not parsed a second time.
+        """
+        implementation = self._algorithms[algorithm]
+        for key in candidates:
+            if implementation.verify(parsed.signing_input, key.material, parsed.signature):
+                return key.label
+        return None
+
+    def _check_claims(self, claims: Mapping[str, Any]) -> Reason | None:
+        exp = claims.get("exp")
+        nbf = claims.get("nbf", 0)
+        if not (is_timestamp(exp) and is_timestamp(nbf)):
+            return Reason.CLAIMS_INVALID
+        if self._issuer is not None and claims.get("iss") != self._issuer:
+            return Reason.CLAIMS_INVALID
+        if self._audience is not None and not _audience_matches(claims.get("aud"), self._audience):
+            return Reason.CLAIMS_INVALID
+        now = self.clock()
+        if exp <= now - self.leeway_seconds:
+            return Reason.EXPIRED
+        if nbf > now + self.leeway_seconds:
+            return Reason.NOT_YET_VALID
+        return None
+
+    @staticmethod
+    def _check_binding(
+        claims: Mapping[str, Any], credentials: Credentials, binding_mode: BindingMode
+    ) -> Reason:
+        if binding_mode is BindingMode.OFF:
+            return Reason.OK
+        if "pay" not in claims:
+            return Reason.BINDING_MISSING if binding_mode is BindingMode.REQUIRED else Reason.OK
+        if credentials.binding_conflict:
+            return Reason.BINDING_HEADER_DUPLICATED
+        if credentials.binding_value is None:
+            return Reason.BINDING_HEADER_MISSING
+        pay = claims["pay"]
+        # The expected value is ASCII; a non-ASCII `str` would make compare_digest raise.
+        if not isinstance(pay, str) or not pay.isascii():
+            return Reason.BINDING_MISMATCH
+        expected = binding_pay(credentials.binding_value)
+        if hmac.compare_digest(pay.encode("ascii"), expected.encode("ascii")):
+            return Reason.OK
+        return Reason.BINDING_MISMATCH
+
+
+def binding_pay(binding_value: bytes) -> str:
+    """The `pay` claim that binds a token to `binding_value`."""
+    return base64.b64encode(hashlib.sha256(binding_value).digest()).decode("ascii")
+
+
+def is_timestamp(value: object) -> TypeGuard[float]:
+    """A JSON number a date can hold. Compared exactly: a huge int is never made a float."""
+    # `type(...) in` on purpose: bool is an int subclass and must not pass. NaN and the
+    # infinities fail the range test; a huge int is compared exactly, never made a float.
+    return type(value) in (int, float) and EARLIEST_TIMESTAMP <= value <= LATEST_TIMESTAMP  # type: ignore[operator]
+
+
+def _audience_matches(aud: object, audience: str) -> bool:
+    if isinstance(aud, str):
+        return aud == audience
+    return isinstance(aud, list) and audience in aud

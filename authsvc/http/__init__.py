@@ -1,0 +1,1 @@
+"""Serving: the ASGI app, the worker and the gunicorn server. Bytes in, bytes out."""

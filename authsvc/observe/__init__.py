@@ -1,0 +1,1 @@
+"""What authsvc tells its operators: the decision line and the Prometheus metrics."""

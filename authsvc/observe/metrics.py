@@ -1,0 +1,120 @@
+"""Prometheus metrics, correct across gunicorn workers.
+
+With PROMETHEUS_MULTIPROC_DIR set (`authsvc serve` sets it), every worker writes its values to
+that directory and `/metrics` adds them up, so any worker answers for all. Labels are bounded:
+a decision and a reason code, never a token, a device id or a path.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from authsvc import __version__
+from authsvc.check.keys import KeySource
+from authsvc.check.verify import Verdict
+from authsvc.policy import Decision, Reason
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+log = logging.getLogger("authsvc.observe.metrics")
+# Verification takes tens of microseconds; a miss that parses a big token, a few hundred.
+VERIFY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        # prometheus_client decides, when first imported, whether values live in this process
+        # or in PROMETHEUS_MULTIPROC_DIR: import it only once the server has set that up.
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram  # noqa: PLC0415
+
+        self._failed = False
+        self._registry = CollectorRegistry()
+        registry = self._registry
+        self.decisions = Counter(
+            "authsvc_decisions", "Decisions on /auth.", ["decision", "reason"], registry=registry
+        )
+        self.verify_seconds = Histogram(
+            "authsvc_verify_seconds",
+            "Time to verify one request's credentials.",
+            buckets=VERIFY_BUCKETS,
+            registry=registry,
+        )
+        self.cache_lookups = Counter(
+            "authsvc_cache_lookups",
+            "Lookups in the cache of allowed verdicts, by result (hit or miss).",
+            ["result"],
+            registry=registry,
+        )
+        self.keys = Gauge(
+            "authsvc_keys", "Keys in use.", multiprocess_mode="livemax", registry=registry
+        )
+        self.keys_loaded = Gauge(
+            "authsvc_keys_loaded_timestamp_seconds",
+            "When the keys in use were loaded (unix time); key-set age = time() - this.",
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
+        self.keys_last_load_ok = Gauge(
+            "authsvc_keys_last_load_success",
+            "1 if the last key load (start-up, HUP reload, JWKS refresh) succeeded, else 0.",
+            multiprocess_mode="livemin",
+            registry=registry,
+        )
+        self.build = Gauge(
+            "authsvc_build_info",
+            "Version and the algorithms the configured keys allow.",
+            ["version", "algorithms"],
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
+
+    # The labelled series, looked up once each: labels() costs as much as the write itself.
+    @functools.cache  # noqa: B019 - one Metrics per worker, a bounded set of label values
+    def _decision(self, decision: Decision, reason: Reason) -> Any:
+        return self.decisions.labels(decision.value, reason.value)
+
+    @functools.cache  # noqa: B019
+    def _cache_lookup(self, hit: bool) -> Any:
+        return self.cache_lookups.labels("hit" if hit else "miss")
+
+    def watch(self, keys: KeySource) -> None:
+        """Keep the key gauges current as `keys` reloads."""
+        algorithms = ",".join(sorted(keys.current.algorithms)) or "none"
+        self.build.labels(version=__version__, algorithms=algorithms).set(1)
+        keys.on_load(self._keys_loaded)
+        self._keys_loaded(keys)
+
+    def _keys_loaded(self, keys: KeySource) -> None:
+        self.keys.set(len(keys.current.keys))
+        self.keys_loaded.set(keys.loaded_at)
+        self.keys_last_load_ok.set(1 if keys.last_load_ok else 0)
+
+    def record(self, verdict: Verdict, seconds: float) -> None:
+        """Count a decision; a metrics failure (e.g. a full disk) never fails the request."""
+        try:
+            self._decision(verdict.decision, verdict.reason).inc()
+            self.verify_seconds.observe(seconds)
+            self._cache_lookup(verdict.cached).inc()
+        except Exception as error:
+            if not self._failed:
+                log.error("metrics not recorded (logged once): %r", error)
+            self._failed = True
+
+    def exposition(self) -> bytes:
+        """The text format: every worker's values when in multiprocess mode, else this one's."""
+        from prometheus_client import CollectorRegistry, generate_latest  # noqa: PLC0415
+        from prometheus_client.multiprocess import MultiProcessCollector  # noqa: PLC0415
+
+        registry: CollectorRegistry = self._registry
+        if os.environ.get(MULTIPROCESS_DIR_VARIABLE):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -1,0 +1,281 @@
+"""Which headers say what the client asked for (authsvc.check.origin): the method and URL a message
+signature is checked against are believed only when every source the check carries agrees, so a
+client's copy of another proxy's header can only refuse the client's own request."""
+
+from __future__ import annotations
+
+import pytest
+
+from authsvc.check.origin import ClientRequestReader
+
+NGINX = [
+    (b"host", b"authsvc"),
+    (b"x-original-method", b"POST"),
+    (b"x-original-uri", b"/api/v1/items%2F7?colour=red"),
+    (b"x-forwarded-proto", b"https"),
+    (b"x-forwarded-host", b"api.example.com"),
+    (b"x-original-content-length", b"18"),
+]
+CADDY = [
+    (b"host", b"127.0.0.1:8002"),
+    (b"x-forwarded-method", b"POST"),
+    (b"x-forwarded-uri", b"/api/v1/items%2F7?colour=red"),
+    (b"x-forwarded-proto", b"https"),
+    (b"x-forwarded-host", b"api.example.com"),
+]
+ENVOY = [(b"host", b"api.example.com"), (b"x-forwarded-proto", b"https")]
+EXPECTED_URL = "https://api.example.com/api/v1/items%2F7?colour=red"
+
+
+def read(
+    headers: list[tuple[bytes, bytes]],
+    *,
+    base_url: str | None = None,
+    method: str = "GET",
+    client_target: bytes | None = None,
+    body: bytes | None = None,
+) -> tuple[str | None, str | None, dict[str, tuple[bytes, ...]]]:
+    request = ClientRequestReader(base_url).read(
+        headers, method=method, client_target=client_target, body=body
+    )
+    return request.method, request.target_uri, dict(request.fields)
+
+
+@pytest.mark.parametrize(
+    ("headers", "method", "client_target"),
+    [
+        (NGINX, "GET", None),
+        (CADDY, "GET", None),  # forward_auth's check is always a GET
+        (ENVOY, "POST", b"/api/v1/items%2F7?colour=red"),  # Envoy keeps method and raw path
+    ],
+    ids=["nginx", "caddy", "envoy"],
+)
+def test_each_proxys_headers_give_the_clients_method_and_raw_url(
+    headers: list[tuple[bytes, bytes]], method: str, client_target: bytes | None
+) -> None:
+    assert read(headers, method=method, client_target=client_target)[:2] == (
+        "POST",
+        EXPECTED_URL,
+    )
+
+
+TRAEFIK = [
+    (b"host", b"authsvc:8002"),
+    (b"x-forwarded-method", b"POST"),
+    (b"x-forwarded-uri", b"/api/v1/items%2F7?colour=red"),
+    (b"x-forwarded-proto", b"https"),
+    (b"x-forwarded-host", b"api.example.com"),
+]
+
+
+@pytest.mark.parametrize(
+    ("proxy", "forged"),
+    [
+        (CADDY, (b"x-original-uri", b"/other")),
+        (CADDY, (b"x-original-url", b"http://evil/other")),
+        (TRAEFIK, (b"x-original-uri", b"/other")),
+        (TRAEFIK, (b"x-original-url", b"https://api.example.com/other")),
+        (NGINX, (b"x-forwarded-uri", b"/other")),
+        (NGINX, (b"x-original-url", b"https://api.example.com/other")),
+        (ENVOY, (b"x-forwarded-uri", b"/other")),
+        (ENVOY, (b"x-original-uri", b"/other")),
+    ],
+    ids=[
+        "caddy-original-uri",
+        "caddy-original-url",
+        "traefik-original-uri",
+        "traefik-original-url",
+        "nginx-forwarded-uri",
+        "nginx-original-url",
+        "envoy-forwarded-uri",
+        "envoy-original-uri",
+    ],
+)
+def test_a_client_sent_url_header_that_disagrees_with_the_proxys_leaves_the_url_unknown(
+    proxy: list[tuple[bytes, bytes]], forged: tuple[bytes, bytes]
+) -> None:
+    """Whichever header a proxy sets, a client's copy of another proxy's passes through it:
+    the two disagree, so neither is believed (and the forger's own request is refused)."""
+    client_target = b"/api/v1/items%2F7?colour=red" if proxy is ENVOY else None
+    method = "POST" if proxy is ENVOY else "GET"
+    assert read([*proxy, forged], method=method, client_target=client_target)[1] is None
+
+
+@pytest.mark.parametrize(
+    ("proxy", "forged"),
+    [
+        (CADDY, (b"x-original-method", b"GET")),
+        (TRAEFIK, (b"x-original-method", b"GET")),
+        (NGINX, (b"x-forwarded-method", b"GET")),
+        (ENVOY, (b"x-original-method", b"GET")),
+    ],
+    ids=["caddy", "traefik", "nginx", "envoy"],
+)
+def test_a_client_sent_method_that_disagrees_with_the_proxys_leaves_the_method_unknown(
+    proxy: list[tuple[bytes, bytes]], forged: tuple[bytes, bytes]
+) -> None:
+    """A DELETE signed as a GET: the proxy says POST, the client's header GET."""
+    client_target = b"/api/v1/items%2F7?colour=red" if proxy is ENVOY else None
+    method = "POST" if proxy is ENVOY else "GET"
+    assert read([*proxy, forged], method=method, client_target=client_target)[0] is None
+
+
+def test_sources_that_agree_give_the_url_whichever_proxy_set_them() -> None:
+    """A client (or a second proxy) repeating the same values changes nothing."""
+    agreeing = [
+        (b"x-original-uri", b"/api/v1/items%2F7?colour=red"),
+        (b"x-original-method", b"POST"),
+    ]
+    assert read([*CADDY, *agreeing])[:2] == ("POST", EXPECTED_URL)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [(b"x-forwarded-host", b"evil.example"), (b"x-forwarded-proto", b"http")],
+)
+def test_a_forwarded_host_or_scheme_that_disagrees_with_the_whole_url_leaves_it_unknown(
+    name: bytes, value: bytes
+) -> None:
+    assert read([*INGRESS, (name, value)])[1] is None
+
+
+def test_behind_envoy_a_forwarded_host_must_agree_with_the_clients_authority() -> None:
+    """Envoy's check keeps the client's Host; a client's X-Forwarded-Host cannot replace it."""
+    headers = [*ENVOY, (b"x-forwarded-host", b"evil.example")]
+    assert read(headers, method="POST", client_target=b"/api/v1/items%2F7?colour=red")[1] is None
+
+
+@pytest.mark.parametrize(
+    ("scheme", "authority", "origin"),
+    [
+        (b"https", b"api.example.com:443", "https://api.example.com"),
+        (b"http", b"api.example.com:80", "http://api.example.com"),
+        (b"https", b"api.example.com:", "https://api.example.com"),
+        (b"HTTPS", b"API.Example.COM", "https://api.example.com"),
+        (b"https", b"api.example.com:8443", "https://api.example.com:8443"),
+        (b"https", b"api.example.com:80", "https://api.example.com:80"),
+        (b"http", b"[::1]:80", "http://[::1]"),
+        (b"http", b"[::1]:8080", "http://[::1]:8080"),
+    ],
+)
+def test_the_url_is_normalised_lower_case_scheme_and_host_no_default_port(
+    scheme: bytes, authority: bytes, origin: str
+) -> None:
+    """RFC 3986 6.2.3, the form the SDKs sign: `:authority api.example.com:443` is the same URL
+    as `https://api.example.com`; another port is kept."""
+    headers = [
+        (n, scheme if n == b"x-forwarded-proto" else authority if n == b"x-forwarded-host" else v)
+        for n, v in NGINX
+    ]
+    assert read(headers)[1] == origin + "/api/v1/items%2F7?colour=red"
+
+
+def test_sources_that_differ_only_by_a_default_port_or_case_agree() -> None:
+    headers = [
+        (b"x-original-url", b"https://API.example.com:443/api/v1/items%2F7?colour=red"),
+        (b"x-forwarded-host", b"api.example.com"),
+        (b"x-forwarded-proto", b"HTTPS"),
+        (b"x-original-method", b"POST"),
+    ]
+    assert read(headers)[:2] == ("POST", EXPECTED_URL)
+
+
+def test_the_public_base_url_is_normalised_once() -> None:
+    assert read(NGINX, base_url="HTTPS://API.example.com:443")[1] == EXPECTED_URL
+
+
+def test_with_a_public_base_url_no_header_chooses_scheme_or_host() -> None:
+    """TLS ended in front of the proxy: X-Forwarded-Host and -Proto are not read at all."""
+    headers = [
+        *[(n, v) for n, v in NGINX if n != b"x-forwarded-host"],
+        (b"x-forwarded-host", b"evil"),
+    ]
+    assert read(headers, base_url="https://api.example.com")[1] == EXPECTED_URL
+
+
+@pytest.mark.parametrize(
+    "duplicated", [b"x-original-uri", b"x-forwarded-proto", b"x-forwarded-host"]
+)
+def test_a_url_part_sent_twice_leaves_the_url_unknown(duplicated: bytes) -> None:
+    """Two copies mean a proxy passed the client's own along with its: believe neither."""
+    headers = [*NGINX, (duplicated, dict(NGINX)[duplicated])]
+    assert read(headers)[1] is None
+
+
+@pytest.mark.parametrize(
+    "missing", [b"x-original-uri", b"x-forwarded-proto"], ids=["no-uri", "no-scheme"]
+)
+def test_a_missing_url_part_leaves_the_url_unknown(missing: bytes) -> None:
+    headers = [(name, value) for name, value in NGINX if name != missing]
+    assert read(headers)[1] is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        (b"x-forwarded-proto", b"https, http"),
+        (b"x-forwarded-proto", b"1https"),
+        (b"x-forwarded-host", b"api.example.com/evil"),
+        (b"x-forwarded-host", b"user@api.example.com"),
+        (b"x-original-uri", b"api/v1"),
+        (b"x-original-uri", b"/api v1"),
+        (b"x-original-uri", "/caf\u00e9".encode()),
+    ],
+)
+def test_a_value_that_is_not_its_url_part_leaves_the_url_unknown(name: bytes, value: bytes) -> None:
+    headers = [(n, value if n == name else v) for n, v in NGINX]
+    assert read(headers)[1] is None
+
+
+def test_the_public_base_url_replaces_scheme_and_host_from_headers() -> None:
+    """TLS ended in front of the proxy: the proxy's own scheme would be http."""
+    headers = [(n, b"http" if n == b"x-forwarded-proto" else v) for n, v in NGINX]
+    url = read(headers, base_url="https://api.example.com")[1]
+    assert url == EXPECTED_URL
+
+
+def test_the_checks_own_content_length_is_never_the_clients() -> None:
+    headers = [(b"content-length", b"0"), *ENVOY]
+    assert "content-length" not in read(headers, client_target=b"/x")[2]
+
+
+def test_the_clients_content_length_comes_from_the_proxy_or_the_forwarded_body() -> None:
+    assert read(NGINX)[2]["content-length"] == (b"18",)
+    with_body = read([(b"content-length", b"5"), *ENVOY], client_target=b"/x", body=b"hello")
+    assert with_body[2]["content-length"] == (b"5",)
+
+
+def test_an_empty_original_content_length_is_no_content_length() -> None:
+    """Caddy sends the header empty when the client sent no Content-Length."""
+    headers = [(n, b"" if n == b"x-original-content-length" else v) for n, v in NGINX]
+    assert "content-length" not in read(headers)[2]
+
+
+def test_fields_keep_every_line_trimmed_and_in_order() -> None:
+    headers = [*NGINX, (b"signature", b" a=:AA==: "), (b"signature", b"b=:AA==:\t")]
+    assert read(headers)[2]["signature"] == (b"a=:AA==:", b"b=:AA==:")
+
+
+INGRESS = [
+    (b"host", b"authsvc.approov.svc"),
+    (b"x-original-url", b"https://api.example.com/api/v1/items%2F7?colour=red"),
+    (b"x-original-method", b"POST"),
+]
+
+
+def test_ingress_nginxs_whole_url_alone_gives_method_and_url() -> None:
+    assert read(INGRESS)[:2] == ("POST", EXPECTED_URL)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [b"api.example.com/x", b"https://api.example.com", b"https://a b/x", b"https:///x"],
+)
+def test_an_original_url_that_is_not_a_url_leaves_it_unknown(url: bytes) -> None:
+    headers = [(n, url if n == b"x-original-url" else v) for n, v in INGRESS]
+    assert read(headers)[1] is None
+
+
+def test_the_public_base_url_also_replaces_ingress_nginxs_scheme_and_host() -> None:
+    headers = [(n, v.replace(b"https:", b"http:")) for n, v in INGRESS]
+    assert read(headers, base_url="https://api.example.com")[1] == EXPECTED_URL
