@@ -11,8 +11,9 @@ RUN python -m venv /opt/authsvc \
     && /opt/authsvc/bin/pip install --require-hashes -r requirements-build.lock
 COPY pyproject.toml README.md ./
 COPY authsvc ./authsvc
+# Nothing in the image installs anything: pip and setuptools leave with the build.
 RUN /opt/authsvc/bin/pip install --no-deps --no-build-isolation . \
-    && /opt/authsvc/bin/pip uninstall --yes setuptools
+    && /opt/authsvc/bin/python -m pip uninstall --yes setuptools pip
 
 FROM python:3.11.7-slim-bookworm
 ENV PATH=/opt/authsvc/bin:$PATH \

@@ -10,7 +10,7 @@ DEMO_PORT ?= 8080
 AUTHSVC_PORT ?= 8002
 BACKEND_PORT ?= 8081
 
-.PHONY: test lint typecheck pytest demo bench bench-stages bench-report soak fuzz audit compose-nginx report-example lock clean
+.PHONY: test lint typecheck pytest demo image bench bench-stages bench-report soak fuzz audit compose-nginx report-example lock clean
 FUZZ_SECONDS ?= 60
 
 test: lint typecheck pytest
@@ -29,6 +29,11 @@ $(INSTALLED): $(RUNTIME) requirements-dev.lock
 demo: $(RUNTIME)
 	@$(BIN)/python -m demo --port $(DEMO_PORT) --authsvc-port $(AUTHSVC_PORT) \
 		--backend-port $(BACKEND_PORT)
+
+# The container image from the Dockerfile, with podman (no Docker engine or registry needed:
+# demo/image.py; needs `apt-get install podman runc mmdebstrap uidmap`, and root).
+image: $(RUNTIME)
+	$(BIN)/python -m demo.image
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check authsvc tests demo bench
