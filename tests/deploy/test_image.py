@@ -5,7 +5,6 @@ copied here. See demo/image.py for the stand-in base (no registry serves the rea
 
 from __future__ import annotations
 
-import http.client
 import socket
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import yaml
 
 from demo import image
 from tests.conftest import require
+from tests.e2e.servers import send
 from tests.tokens import DUMMY_SECRET_B64, bound_token, token
 from tests.waiting import wait_until
 
@@ -54,14 +54,7 @@ def port_is_free(port: int) -> bool:
 
 
 def get(port: int, path: str, headers: dict[str, str] | None = None) -> int:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        connection.request("GET", path, headers=headers or {})
-        response = connection.getresponse()
-        response.read()
-        return response.status
-    finally:
-        connection.close()
+    return send(port, "GET", path, headers).status
 
 
 def answering(port: int) -> bool:
@@ -103,14 +96,21 @@ def as_configured(facts: image.ImageFacts, *env: str) -> image.Run:
     )
 
 
-def test_the_image_as_configured_serves_as_its_non_root_user_on_a_read_only_root(
+@pytest.fixture
+def serving(
     built: tuple[image.ImageFacts, Path], run_container: Any
-) -> None:
+) -> tuple[image.ImageFacts, int, image.Container]:
+    """The image as configured, given the dummy secret, answering on the port its CMD binds."""
     facts, _ = built
     port = port_of(facts.cmd)
-    container = run_container(
-        as_configured(facts, f"APPROOV_BASE64_SECRET={DUMMY_SECRET_B64}"), ready_port=port
-    )
+    secret = f"APPROOV_BASE64_SECRET={DUMMY_SECRET_B64}"
+    return facts, port, run_container(as_configured(facts, secret), ready_port=port)
+
+
+def test_the_image_as_configured_serves_as_its_non_root_user_on_a_read_only_root(
+    serving: tuple[image.ImageFacts, int, image.Container],
+) -> None:
+    facts, port, container = serving
     valid = {"Approov-Token": bound_token(AUTHORIZATION.encode()), "Authorization": AUTHORIZATION}
     assert get(port, "/auth", valid) == 204
     assert get(port, "/auth", {**valid, "Approov-Token": valid["Approov-Token"][:-2]}) == 401
@@ -130,13 +130,9 @@ def test_the_image_as_configured_serves_as_its_non_root_user_on_a_read_only_root
 
 
 def test_sigterm_stops_it_within_the_graceful_timeout_with_exit_0_and_every_decision_written(
-    built: tuple[image.ImageFacts, Path], run_container: Any
+    serving: tuple[image.ImageFacts, int, image.Container],
 ) -> None:
-    facts, _ = built
-    port = port_of(facts.cmd)
-    container = run_container(
-        as_configured(facts, f"APPROOV_BASE64_SECRET={DUMMY_SECRET_B64}"), ready_port=port
-    )
+    facts, port, container = serving
     marker = "last-before-sigterm"
     assert get(port, "/auth", {"X-Request-ID": marker}) == 401
     graceful = int(" ".join(facts.cmd).split("--graceful-timeout ", 1)[1].split()[0])
