@@ -61,7 +61,7 @@ from tests.tokens import DUMMY_SECRET, OTHER_SECRET  # the dummy secret, decoded
 BINDING = "Bearer soak-user"
 TOKEN_HEADER = "Approov-Token"
 EXPECT = REPO / "bench" / "lua" / "expect.lua"
-# What a client gets while authsvc is down, by gateway (README, "What the client gets").
+# What a client gets while authsvc is down, by gateway (README, "Every front door").
 DOWN_STATUS = {"nginx": 503, "envoy": 503, "caddy": 502}
 RESTART_DOWN_SECONDS = 2
 

@@ -2,7 +2,7 @@
 header parameters. authsvc.check.verify decides what the parts mean; PyJWT's algorithm objects check
 the signature over the bytes parsed here.
 
-Stricter than PyJWT's own decoding on purpose (README, "What is verified"): one spelling per
+Stricter than PyJWT's own decoding on purpose (docs/reason-codes.md): one spelling per
 token, no duplicate keys, no byte order mark, no header that changes processing.
 """
 

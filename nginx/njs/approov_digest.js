@@ -3,7 +3,7 @@
 // already checked that the app's message signature covers this Content-Digest header; this
 // checks that the body is the one it digests (RFC 9530, sha-256 and sha-512, as authsvc does).
 //
-// Used by snippets/approov-body-digest.conf (README, "Message signing"). On a match, the request
+// Used by snippets/approov-body-digest.conf (docs/message-signing.md). On a match, the request
 // goes on to the named location in $approov_digest_next; else the client gets the include's 401.
 
 // WebCrypto's digests: njs's own crypto module has no SHA-512.

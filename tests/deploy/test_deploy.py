@@ -288,7 +288,7 @@ def test_traefik_example_forwards_the_token_and_binding_headers() -> None:
     ids=lambda path: path.name,
 )
 def test_every_proxy_file_and_kubernetes_example_shows_a_monitored_route(path: Path) -> None:
-    """A rollout starts in monitor mode: each front door shows how (README, "Rollout"): a
+    """A rollout starts in monitor mode: each front door shows how (docs/rollout.md): a
     monitored policy path, or (Istio's policies) the provider that has one."""
     assert re.search(r"/auth[a-z-]*-monitor\b|provider:\s+name: authsvc-monitor", path.read_text())
 

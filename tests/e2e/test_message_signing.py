@@ -19,7 +19,7 @@ from tests.tokens import pay_for, token
 pytestmark = pytest.mark.e2e
 
 # Where the shipped configuration has authsvc check the body against its signed Content-Digest
-# before the backend sees it (README, "Message signing"): Envoy forwards the body
+# before the backend sees it (docs/message-signing.md): Envoy forwards the body
 # (`with_request_body`); nginx's auth_request and Caddy's forward_auth never send it.
 CHECKS_THE_BODY = {"nginx": False, "envoy": True, "caddy": False}
 
