@@ -116,12 +116,20 @@ def stop(process: subprocess.Popen[bytes], how: signal.Signals = signal.SIGTERM)
         os.killpg(process.pid, signal.SIGKILL)
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    """A loopback port nothing listens on right now, and never one handed out before by this
+    process: a stack asks for all its ports before it starts anything, so two of them could
+    otherwise get the same one (seen: the demo backend answered authsvc's readiness check)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port: int = probe.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def children(pid: int) -> list[int]:
