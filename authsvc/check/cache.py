@@ -9,7 +9,9 @@ is dropped whenever the key set changes. Only allowed verdicts are kept: a deny 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Generic, TypeVar
 
 from authsvc.check.credentials import Credentials
 from authsvc.check.keys import KeySet
@@ -17,6 +19,7 @@ from authsvc.check.verify import Verdict, Verifier
 from authsvc.policy import BindingMode, Decision
 
 CacheKey = tuple[bytes, bytes | None, BindingMode]
+T = TypeVar("T")
 
 
 class CachingVerifier:
@@ -38,11 +41,12 @@ class CachingVerifier:
         keys = verifier.keys.current
         hit = self._cache.get(cache_key, keys, verifier.clock() - verifier.leeway_seconds)
         if hit is not None:
-            return replace(hit, cached=True)
+            return hit
         verdict = verifier.check(credentials, binding_mode)
         # Only if no key change landed meanwhile: the verdict was reached with `keys`.
         if verdict.decision is Decision.ALLOW and keys is verifier.keys.current:
-            self._cache.put(cache_key, verdict)
+            # Kept marked: each hit hands out this very object, which VerdictMemo relies on.
+            self._cache.put(cache_key, replace(verdict, cached=True))
         return verdict
 
 
@@ -74,3 +78,32 @@ class VerdictCache:
         self._entries[key] = verdict
         if len(self._entries) > self._size:
             self._entries.popitem(last=False)
+
+
+class VerdictMemo(Generic[T]):
+    """What a layer derives from a verdict (response headers, a log fragment), derived once per
+    cached verdict rather than once per check: the cache hands out the same object on every
+    hit. Other verdicts are new objects each check and are derived every time.
+
+    Entries are keyed on the object's identity and hold the object, so an id is never reused
+    while its entry lives; the memo is emptied when it reaches `size`.
+    """
+
+    __slots__ = ("_derive", "_entries", "_size")
+
+    def __init__(self, derive: Callable[[Verdict], T], size: int = 1024) -> None:
+        self._derive = derive
+        self._size = size
+        self._entries: dict[int, tuple[Verdict, T]] = {}
+
+    def __call__(self, verdict: Verdict) -> T:
+        if not verdict.cached:
+            return self._derive(verdict)
+        entry = self._entries.get(id(verdict))
+        if entry is not None and entry[0] is verdict:
+            return entry[1]
+        derived = self._derive(verdict)
+        if len(self._entries) >= self._size:
+            self._entries.clear()
+        self._entries[id(verdict)] = (verdict, derived)
+        return derived

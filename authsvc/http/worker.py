@@ -9,58 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import sys
 from typing import Any, ClassVar
 
 from gunicorn.arbiter import Arbiter
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
-# How long a stopping worker keeps an idle kept-alive connection open for one last request.
-DRAIN_SECONDS = 1.0
-
-
-class DrainingProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, with a graceful stop that never resets a proxy's check.
-
-    uvicorn closes an idle kept-alive connection the moment a stop begins. A proxy may be
-    sending a check on it at that instant (or the worker accepted it and has not read its
-    request yet): the close then resets that check, and nginx, which retries once, answers 503
-    when the retry meets a second such connection (measured under load through a SIGHUP
-    reload). Here an idle connection stays open: its next request is answered with
-    `Connection: close`, and one that stays idle is closed after DRAIN_SECONDS.
-    """
-
-    _draining = False
-
-    def shutdown(self) -> None:
-        if self.cycle is None or self.cycle.response_complete:
-            self._draining = True
-            self.loop.call_later(DRAIN_SECONDS, self._close_if_idle)
-        else:
-            self.cycle.keep_alive = False
-
-    def on_headers_complete(self) -> None:
-        super().on_headers_complete()
-        if self._draining:
-            self.cycle.keep_alive = False
-
-    def _close_if_idle(self) -> None:
-        idle = self.cycle is None or self.cycle.response_complete
-        if idle and not self.transport.is_closing():
-            self.transport.close()
+from authsvc.http.protocol import CheckProtocol
 
 
 class AuthWorker(UvicornWorker):  # type: ignore[misc]
-    """SIGTERM (and SIGINT to the worker): graceful — listeners closed, requests in flight and
-    the next request on each idle keep-alive connection answered with `Connection: close`, idle
-    connections closed within DRAIN_SECONDS. SIGQUIT (what gunicorn's master sends on its own
-    SIGQUIT or SIGINT): stop at once."""
+    """SIGTERM (and SIGINT or SIGHUP to the worker): graceful — listeners closed, requests in
+    flight and the next request on each idle keep-alive connection answered with
+    `Connection: close`, idle connections closed within DRAIN_SECONDS. SIGQUIT (what gunicorn's
+    master sends on its own SIGQUIT or SIGINT): stop at once. Either way the decision lines
+    still pending are written before the worker exits."""
 
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
         "loop": "uvloop",
-        "http": DrainingProtocol,
+        "http": CheckProtocol,
+        "ws": "none",  # no route upgrades: an upgrade request is answered, then closed
         "lifespan": "off",  # the app has no start-up or shut-down work of its own
         "server_header": False,
         "proxy_headers": False,  # authsvc reads no client address from headers
@@ -79,8 +49,12 @@ class AuthWorker(UvicornWorker):  # type: ignore[misc]
 
     async def _serve(self) -> None:
         self.config.app = self.wsgi
-        self._server = Server(config=self.config)
-        asyncio.get_running_loop().add_signal_handler(signal.SIGQUIT, self._quit_now)
+        self._server = _FlushingServer(config=self.config)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGQUIT, self._quit_now)
+        # By default SIGHUP would end a worker at once (`pkill -HUP authsvc` reaches workers
+        # too): stop gracefully; the master, which reloads on SIGHUP, starts a new worker.
+        loop.add_signal_handler(signal.SIGHUP, self._server.handle_exit, signal.SIGHUP, None)
         await self._server.serve(sockets=self.sockets)
         if not self._server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
@@ -92,3 +66,16 @@ class AuthWorker(UvicornWorker):  # type: ignore[misc]
         if self._server is not None:
             self._server.should_exit = True
             self._server.force_exit = True
+
+
+class _FlushingServer(Server):
+    """uvicorn's server, writing the app's pending decision lines once its connections are done:
+    after a graceful stop uvicorn raises the stop signal again, which ends the process before
+    anything after `serve` runs."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().shutdown(sockets)
+        finally:
+            app: Any = self.config.app
+            app.flush()

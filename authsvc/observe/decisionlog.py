@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -9,15 +10,19 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii
 from typing import Any, TextIO
 
+from authsvc.check.cache import VerdictMemo
 from authsvc.check.verify import Verdict, is_timestamp
+from authsvc.policy import Decision, Reason
 
 # A first, cheap bound on each text taken from a request or a token.
 MAX_FIELD_CHARS = 512
 # PIPE_BUF: a write of at most this many bytes to a pipe is never interleaved with another
 # process's, so the workers' lines on one stdout stay whole. Counted with the newline.
 MAX_LINE_BYTES = 4096
+_ERROR = ', "error": '
 # What may be shortened to fit, longest first; the rest is short by construction.
 _CUTTABLE = ("uri", "method", "request_id", "did", "key", "error")
 
@@ -81,14 +86,23 @@ class _Timestamps:
 
 
 class DecisionLog:
-    __slots__ = ("_clock", "_timestamps", "_write")
+    """Writes one line per decision. On a file descriptor (stdout in production) the lines of
+    one event-loop turn are written together once the turn ends, in writes of at most
+    MAX_LINE_BYTES of whole lines; `flush` writes what is pending (the worker calls it when it
+    stops). A SIGKILL loses at most the lines of the turn it lands in."""
+
+    __slots__ = ("_clock", "_heads", "_pending", "_tails", "_timestamps", "_write")
 
     def __init__(
         self, stream: TextIO | None = None, clock: Callable[[], float] = time.time
     ) -> None:
-        self._write = _line_writer(stream if stream is not None else sys.stdout)
+        self._write, buffered = _line_writer(stream if stream is not None else sys.stdout)
         self._clock = clock
         self._timestamps = _Timestamps()
+        self._pending: list[str] | None = [] if buffered else None
+        # Fragments decided once: per decision, reason and policy; per cached verdict.
+        self._heads: dict[tuple[Decision, Reason, str, str, bool], str] = {}
+        self._tails = VerdictMemo(_verdict_tail)
 
     def record(
         self,
@@ -103,49 +117,103 @@ class DecisionLog:
         latency_ms: float,
         error: str | None = None,
     ) -> None:
-        claims = verdict.claims or {}
-        did = claims.get("did")
-        exp = claims.get("exp")
-        fields: dict[str, Any] = {
-            "time": self._timestamps.format(self._clock()),
-            "decision": verdict.decision.value,
-            "reason": verdict.reason.value,
-            "policy": policy,
-            "signing": signing,
-            "monitor": True if monitored else None,
-            "method": method,
-            "uri": uri,
-            "request_id": request_id,
-            "latency_ms": round(latency_ms, 3),
-            "did": did[:MAX_FIELD_CHARS] if isinstance(did, str) else None,
-            "key": verdict.key,
-            "cached": True if verdict.cached else None,
-            # Any JSON number can reach here (the claims of a token denied as claims_invalid).
-            "exp": exp if is_timestamp(exp) else None,
-            "error": error,
-        }
-        self._write(bounded_line({k: v for k, v in fields.items() if v is not None}) + "\n")
+        key = (verdict.decision, verdict.reason, policy, signing, monitored)
+        head = self._heads.get(key)
+        if head is None:
+            head = self._heads[key] = _head(*key)
+        line = (
+            f'{{"time": "{self._timestamps.format(self._clock())}", {head}'
+            f"{_text('method', method)}{_text('uri', uri)}{_text('request_id', request_id)}"
+            f'"latency_ms": {round(latency_ms, 3)!r}{self._tails(verdict)}'
+            f"{'' if error is None else _ERROR + encode_basestring_ascii(error)}}}\n"
+        )
+        if len(line) >= MAX_LINE_BYTES:  # rare: long request values, cut by the general path
+            fields = json.loads(line)
+            line = bounded_line(fields) + "\n"
+        self._emit(line)
+
+    def _emit(self, line: str) -> None:
+        pending = self._pending
+        if pending is None:
+            self._write(line)
+            return
+        if not pending:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no event loop: nothing would flush it later
+                self._write(line)
+                return
+        pending.append(line)
+
+    def flush(self) -> None:
+        """Write the pending lines: whole lines, at most MAX_LINE_BYTES a write."""
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        chunk: list[str] = []
+        size = 0
+        for line in pending:
+            if size + len(line) > MAX_LINE_BYTES:
+                self._write("".join(chunk))
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line)
+        self._write("".join(chunk))
 
 
-def _line_writer(stream: TextIO) -> Callable[[str], None]:
-    """One write per line: to the stream's file descriptor when it has one (stdout in
-    production: no text layer, nothing buffered to lose), else through the stream."""
+def _text(name: str, value: str | None) -> str:
+    return "" if value is None else f'"{name}": {encode_basestring_ascii(value)}, '
+
+
+def _head(decision: Decision, reason: Reason, policy: str, signing: str, monitored: bool) -> str:
+    fields: dict[str, Any] = {
+        "decision": decision.value,
+        "reason": reason.value,
+        "policy": policy,
+        "signing": signing,
+    }
+    if monitored:
+        fields["monitor"] = True
+    return json.dumps(fields)[1:-1] + ", "
+
+
+def _verdict_tail(verdict: Verdict) -> str:
+    """The fields that depend on the verdict alone, each with its leading comma."""
+    claims = verdict.claims or {}
+    did = claims.get("did")
+    exp = claims.get("exp")
+    fields: dict[str, Any] = {
+        "did": did[:MAX_FIELD_CHARS] if isinstance(did, str) else None,
+        "key": verdict.key,
+        "cached": True if verdict.cached else None,
+        # Any JSON number can reach here (the claims of a token denied as claims_invalid).
+        "exp": exp if is_timestamp(exp) else None,
+    }
+    present = {name: value for name, value in fields.items() if value is not None}
+    return ", " + json.dumps(present)[1:-1] if present else ""
+
+
+def _line_writer(stream: TextIO) -> tuple[Callable[[str], None], bool]:
+    """A write of whole lines, and whether it goes straight to a file descriptor: stdout in
+    production (no text layer, nothing buffered but what DecisionLog holds for one loop turn);
+    a stream without one (io.StringIO, a captured stdout) is written through and flushed."""
     try:
         fd = stream.fileno()
-    except (OSError, ValueError):  # io.StringIO, a captured stdout
+    except (OSError, ValueError):
         fd = None
     if fd is None:
 
-        def write_text(line: str) -> None:
-            stream.write(line)
+        def write_text(lines: str) -> None:
+            stream.write(lines)
             stream.flush()
 
-        return write_text
+        return write_text, False
     stream.flush()  # whatever was buffered goes before the first line
 
-    def write_fd(line: str) -> None:
-        data = memoryview(line.encode("ascii"))  # ASCII: JSON escapes the rest
+    def write_fd(lines: str) -> None:
+        data = memoryview(lines.encode("ascii"))  # ASCII: JSON escapes the rest
         while data:  # a write of at most PIPE_BUF bytes is whole; a signal may still cut one
             data = data[os.write(fd, data) :]
 
-    return write_fd
+    return write_fd, True

@@ -7,6 +7,8 @@ a decision and a reason code, never a token, a device id or a path.
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import functools
 import logging
 import os
@@ -33,6 +35,9 @@ class Metrics:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram  # noqa: PLC0415
 
         self._failed = False
+        self._counts: dict[tuple[Decision, Reason, bool], int] = {}
+        self._seconds = [0] * (len(VERIFY_BUCKETS) + 1)  # per bucket, the last one +Inf
+        self._seconds_sum = 0.0
         self._registry = CollectorRegistry()
         registry = self._registry
         self.decisions = Counter(
@@ -95,11 +100,36 @@ class Metrics:
         self.keys_last_load_ok.set(1 if keys.last_load_ok else 0)
 
     def record(self, verdict: Verdict, seconds: float) -> None:
-        """Count a decision; a metrics failure (e.g. a full disk) never fails the request."""
+        """Count a decision. Inside an event loop the counts of one loop turn are added up and
+        written once the turn ends: a write to the multiprocess files costs more than a check."""
+        counts = self._counts
+        first = not counts
+        key = (verdict.decision, verdict.reason, verdict.cached)
+        counts[key] = counts.get(key, 0) + 1
+        self._seconds[bisect.bisect_left(VERIFY_BUCKETS, seconds)] += 1
+        self._seconds_sum += seconds
+        if first:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no event loop: nothing would flush it later
+                self.flush()
+
+    def flush(self) -> None:
+        """Write the pending counts; a metrics failure (e.g. a full disk) never fails a request."""
+        counts, self._counts = self._counts, {}
+        seconds, self._seconds = self._seconds, [0] * (len(VERIFY_BUCKETS) + 1)
+        seconds_sum, self._seconds_sum = self._seconds_sum, 0.0
         try:
-            self._decision(verdict.decision, verdict.reason).inc()
-            self.verify_seconds.observe(seconds)
-            self._cache_lookup(verdict.cached).inc()
+            for (decision, reason, cached), count in counts.items():
+                self._decision(decision, reason).inc(count)
+                self._cache_lookup(cached).inc(count)
+            # Histogram.observe once per check, added up: prometheus_client keeps one value per
+            # bucket (not cumulative) and the sum (tests/unit/observe/test_metrics.py pins it).
+            histogram: Any = self.verify_seconds
+            for bucket, count in zip(histogram._buckets, seconds, strict=True):
+                if count:
+                    bucket.inc(count)
+            histogram._sum.inc(seconds_sum)
         except Exception as error:
             if not self._failed:
                 log.error("metrics not recorded (logged once): %r", error)

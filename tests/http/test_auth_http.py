@@ -15,7 +15,8 @@ from authsvc.check.credentials import Credentials
 from authsvc.check.keys import KeySource
 from authsvc.check.verify import Verdict, Verifier
 from authsvc.config import Settings
-from authsvc.http.app import AuthEndpoint, create_app
+from authsvc.http.app import create_app
+from authsvc.http.checks import CheckEndpoint
 from authsvc.observe.decisionlog import DecisionLog
 from authsvc.observe.metrics import Metrics
 from authsvc.policy import BindingMode
@@ -502,10 +503,10 @@ def test_nothing_after_the_verdict_changes_the_answer(
 def test_a_failure_building_the_response_headers_keeps_the_verdicts_status(
     tok: str, status: int, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def broken(*args: object) -> list[tuple[bytes, bytes]]:
+    def broken(*args: object) -> bytes:
         raise UnicodeEncodeError("ascii", "", 0, 1, "a value no header can carry")
 
-    monkeypatch.setattr(AuthEndpoint, "_headers", broken)
+    monkeypatch.setattr(CheckEndpoint, "_verdict_head", broken)
     assert Service().auth(tok).status_code == status
     assert "answered without its headers: UnicodeEncodeError at " in caplog.text
 

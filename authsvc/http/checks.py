@@ -1,0 +1,325 @@
+"""The check routes (`/auth…`), independent of how HTTP reaches them: which policy a path
+names, the verdict for a request's headers, the answer's status and header bytes, and the
+record of the decision.
+
+Two servers call it: the fast path of authsvc.http.protocol, inside the HTTP parser's
+callbacks, and the ASGI app (authsvc.http.app) for what the fast path hands on. Both get the
+same verdict, status and headers for the same request.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, overload
+
+from authsvc.check.cache import VerdictMemo
+from authsvc.check.credentials import CredentialReader
+from authsvc.check.origin import (
+    ORIGINAL_METHOD_HEADERS,
+    ORIGINAL_TARGET_HEADERS,
+    ORIGINAL_URL_HEADER,
+    ClientRequestReader,
+)
+from authsvc.check.signing import MessageSignatures
+from authsvc.check.verify import Checker, Verdict
+from authsvc.config import Settings
+from authsvc.observe.decisionlog import DecisionLog, header_text
+from authsvc.observe.metrics import Metrics
+from authsvc.policy import BindingMode, Decision, Reason, SigningMode
+
+log = logging.getLogger("authsvc.http.checks")
+
+AUTH_PATH = "/auth"
+Headers = list[tuple[bytes, bytes]]
+Decided = tuple[Verdict, str | None]
+"""A verdict, and the type of the exception that made it an internal error."""
+
+# Values copied into response headers: printable ASCII only, bounded.
+_SAFE_HEADER_VALUE = re.compile(rb"[\x21-\x7e]{1,256}")
+# Where a proxy says what the client asked for (authsvc.check.origin): the first one sent is logged
+# with each decision (message signing believes them only when they all agree).
+_ORIGINAL_URI_HEADERS = (ORIGINAL_URL_HEADER, *ORIGINAL_TARGET_HEADERS)
+# Envoy's own mark on the requests it makes, ext_authz checks included; a client cannot send it
+# through Envoy, and elsewhere it can only turn a 204 into a 200 (both allow everywhere).
+_ENVOY_CHECK_HEADER = b"x-envoy-expected-rq-timeout-ms"
+_CONTEXT_HEADERS = frozenset(
+    (
+        *ORIGINAL_METHOD_HEADERS,
+        *_ORIGINAL_URI_HEADERS,
+        b"x-request-id",
+        _ENVOY_CHECK_HEADER,
+        b"content-length",
+        b"transfer-encoding",
+    )
+)
+
+
+def _named(kind: str, modes: type[BindingMode] | type[SigningMode]) -> str:
+    return rf"(?:-{kind}-(?P<{kind}>" + "|".join(re.escape(mode.value) for mode in modes) + "))?"
+
+
+# `/auth` uses APPROOV_TOKEN_BINDING and APPROOV_MESSAGE_SIGNING; `-binding-<mode>` and
+# `-signing-<mode>` pin either or both (`/auth-binding-off-signing-required`), and `-monitor`
+# lets every failure through that monitor mode may, logged as `monitor`. Any of them may be
+# followed by `/<anything>`: the client's own path, appended by a proxy such as Envoy
+# (`path_prefix`). The policy ends at a hyphenated name, never at a slash, so nothing a client
+# appends after the proxy's prefix can reach a weaker policy.
+_AUTH_ROUTE = re.compile(
+    re.escape(AUTH_PATH)
+    + _named("binding", BindingMode)
+    + _named("signing", SigningMode)
+    + r"(?P<monitor>-monitor)?"
+    + r"(?P<client_path>/.*)?\Z",
+    re.DOTALL,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRoute:
+    """The policy a check's path names."""
+
+    binding: BindingMode
+    signing: SigningMode
+    monitored: bool
+    appended: bool
+    """A path-appending proxy (Envoy) put the client's path after the policy."""
+
+
+@dataclass(slots=True)
+class CheckRequest:
+    """A check request as the HTTP layer parsed it."""
+
+    method: str
+    raw_path: bytes
+    query: bytes
+    headers: Headers
+    """Names lower-cased, values as received, every copy in order."""
+    context: dict[bytes, bytes]
+    """The last copy of each header the answer and the log look at (_CONTEXT_HEADERS)."""
+
+    @classmethod
+    def parsed(cls, method: str, raw_path: bytes, query: bytes, headers: Headers) -> CheckRequest:
+        context = {name: value for name, value in headers if name in _CONTEXT_HEADERS}
+        return cls(method, raw_path, query, headers, context)
+
+    @property
+    def announces_body(self) -> bool:
+        length = self.context.get(b"content-length")
+        return b"transfer-encoding" in self.context or bool(length and length.strip(b" \t0"))
+
+    def appended_target(self) -> bytes:
+        """Behind a path-appending proxy (Envoy): the client's raw path and query, after the
+        policy segment."""
+        # The decoded path had a slash after the policy; the raw one may spell it `%2F`.
+        slash = self.raw_path.find(b"/", 1)
+        client_path = self.raw_path[slash:] if slash > 0 else self.raw_path
+        return client_path + b"?" + self.query if self.query else client_path
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    head: bytes
+    """The response's header lines, each ending in CRLF."""
+
+
+class CheckEndpoint:
+    """Everything `/auth…` does but HTTP itself, decided once per setting at start-up."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        verifier: Checker,
+        signatures: MessageSignatures,
+        log: DecisionLog | None,
+        metrics: Metrics,
+        clock: Callable[[], float],
+    ) -> None:
+        self._verifier = verifier
+        self._signatures = signatures
+        self._requests = ClientRequestReader(settings.public_base_url)
+        self._log = log
+        self._metrics = metrics
+        self._clock = clock
+        self._reader = CredentialReader(settings.token_header, settings.binding_headers)
+        # The policy each route names, decided once: no name is the default.
+        self._binding_modes: dict[str | None, BindingMode] = {
+            None: settings.binding_mode,
+            **{mode.value: mode for mode in BindingMode},
+        }
+        self._signing_modes: dict[str | None, SigningMode] = {
+            None: settings.signing_mode,
+            **{mode.value: mode for mode in SigningMode},
+        }
+        self._allow_status = settings.allow_status
+        self._vary = b"vary: %s\r\n" % ", ".join(
+            (settings.token_header, *settings.binding_headers)
+        ).encode("ascii")
+        self._verdict_heads = VerdictMemo(self._verdict_head)
+        # The routes without a client's path: a few dozen names at most, each parsed once.
+        self._routes: dict[str, CheckRoute] = {}
+
+    def route(self, path: str) -> CheckRoute | None:
+        """The policy `path` names, or None if it is not a check route."""
+        known = self._routes.get(path)
+        if known is not None:
+            return known
+        match = _AUTH_ROUTE.match(path) if path.startswith(AUTH_PATH) else None
+        if match is None:
+            return None
+        route = CheckRoute(
+            self._binding_modes[match["binding"]],
+            self._signing_modes[match["signing"]],
+            match["monitor"] is not None,
+            match["client_path"] is not None,
+        )
+        if not route.appended:
+            self._routes[path] = route
+        return route
+
+    @staticmethod
+    def reads_body(route: CheckRoute, request: CheckRequest) -> bool:
+        """Whether a signature may cover a body the request carries (Envoy
+        `with_request_body`): only the ASGI app reads bodies."""
+        return route.signing is not SigningMode.OFF and request.announces_body
+
+    @overload
+    def decide(self, route: CheckRoute, request: CheckRequest) -> Decided | None: ...
+    @overload
+    def decide(self, route: CheckRoute, request: CheckRequest, body: bytes) -> Decided: ...
+
+    def decide(
+        self, route: CheckRoute, request: CheckRequest, body: bytes | None = None
+    ) -> Decided | None:
+        """The verdict, and the type of the exception that made it an internal error. None when
+        a signature is due over a body the request announced and `body` is None: decide again
+        with the body. The client's request (and its body) is read only when a signature is
+        due, so a failed token is answered at once."""
+        try:
+            verdict = self._verifier.check(self._reader.read(request.headers), route.binding)
+            if self._signatures.applies(verdict, route.signing):
+                if body is None and request.announces_body:
+                    return None
+                client_request = self._requests.read(
+                    request.headers,
+                    method=request.method,
+                    client_target=request.appended_target() if route.appended else None,
+                    body=body,
+                )
+                verdict = self._signatures.check(verdict, client_request, route.signing)
+            if route.monitored:
+                verdict = verdict.monitored()
+        except Exception as exc:  # any bug is a deny, never a 500 that nginx turns into an error
+            log.error("verification failed, denied: %s", _where(exc))
+            return Verdict(Reason.INTERNAL_ERROR, Decision.DENY), type(exc).__name__
+        return verdict, None
+
+    def answer(self, verdict: Verdict, route: CheckRoute, request: CheckRequest) -> Answer:
+        """The status and headers for `verdict`; nothing here may turn it into an error."""
+        # Envoy's ext_authz (Istio, Envoy Gateway) allows on 200 alone: a 204 would reach the
+        # client as an empty success. Its checks carry the client's path, or its own header.
+        if not verdict.allowed:
+            status = 401
+        elif route.appended or _ENVOY_CHECK_HEADER in request.context:
+            status = 200
+        else:
+            status = self._allow_status
+        try:
+            head = self._verdict_heads(verdict)
+            # A message signature covers one request: no allow of a signing route is reusable.
+            claims = verdict.claims
+            if route.signing is SigningMode.OFF and verdict.decision is Decision.ALLOW and claims:
+                head += self._cacheable(claims)
+            else:
+                head += b"cache-control: no-store\r\n"
+            request_id = request.context.get(b"x-request-id")
+            if request_id is not None and _SAFE_HEADER_VALUE.fullmatch(request_id):
+                head += b"x-request-id: %s\r\n" % request_id
+        except Exception as exc:
+            log.error("decision %s answered without its headers: %s", verdict.reason, _where(exc))
+            head = b""
+        if status != 204:  # a 204 has no body and no Content-Length (RFC 9110 8.6)
+            head += b"content-length: 0\r\n"
+        return Answer(status, head)
+
+    @staticmethod
+    def _verdict_head(verdict: Verdict) -> bytes:
+        """The headers that depend on the verdict alone (once per cached verdict)."""
+        head = b"x-approov-reason: %s\r\n" % verdict.reason.value.encode()
+        claims = verdict.claims
+        if verdict.decision is not Decision.ALLOW or claims is None:
+            # Denied, or allowed only by monitor mode: nothing trusted to cache or forward. Every
+            # allow carries the device id header, empty when nothing trusted holds one: Envoy,
+            # Istio and Traefik replace a client-sent copy only with a header the answer carries.
+            return head + b"x-approov-did: \r\n" if verdict.allowed else head
+        did = claims.get("did")
+        did_value = did.encode() if isinstance(did, str) and did.isascii() else b""
+        safe = did_value if _SAFE_HEADER_VALUE.fullmatch(did_value) else b""
+        return head + b"x-approov-did: %s\r\n" % safe
+
+    def _cacheable(self, claims: Mapping[str, Any]) -> bytes:
+        # A cached allow must never outlive the token, nor serve another token or binding.
+        max_age = max(0, math.floor(claims["exp"] - self._clock()))
+        return b"cache-control: max-age=%d\r\n%s" % (max_age, self._vary)
+
+    def flush(self) -> None:
+        """Write the decision lines still pending."""
+        if self._log is not None:
+            self._log.flush()
+
+    def record(
+        self,
+        verdict: Verdict,
+        route: CheckRoute,
+        request: CheckRequest,
+        started: float,
+        error: str | None,
+    ) -> None:
+        """After the answer: the metrics and the decision line; a failure is logged, never
+        raised."""
+        try:
+            elapsed = time.perf_counter() - started
+            self._metrics.record(verdict, elapsed)
+            if self._log is not None:
+                context = request.context
+                method = _first(context, ORIGINAL_METHOD_HEADERS) or request.method.encode()
+                uri = _first(context, _ORIGINAL_URI_HEADERS) or (
+                    request.appended_target() if route.appended else request.raw_path
+                )
+                self._log.record(
+                    verdict,
+                    policy=route.binding.value,
+                    signing=route.signing.value,
+                    monitored=route.monitored,
+                    method=header_text(method),
+                    uri=header_text(uri),
+                    request_id=header_text(context.get(b"x-request-id")),
+                    latency_ms=elapsed * 1000,
+                    error=error,
+                )
+        except Exception as exc:
+            log.error("decision %s answered but not recorded: %s", verdict.reason, _where(exc))
+
+
+def _first(context: dict[bytes, bytes], names: tuple[bytes, ...]) -> bytes | None:
+    for name in names:
+        value = context.get(name)
+        if value is not None:
+            return value
+    return None
+
+
+def _where(exc: BaseException) -> str:
+    """An exception's type and where it was raised; never its message, which may hold a value
+    taken from the request."""
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    return (
+        f"{type(exc).__name__} at {frame.filename}:{frame.lineno}" if frame else type(exc).__name__
+    )

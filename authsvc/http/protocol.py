@@ -1,0 +1,214 @@
+"""The HTTP/1.1 connection: uvicorn's httptools protocol (llhttp parses every byte), with the
+check routes answered from the parser's callbacks and the request head bounded.
+
+A check needs its headers, its path and its method, and answers with a status and a few
+headers: it is decided and written inside `on_headers_complete`, with no ASGI task and no
+awaits (measured in bench/README.md: the task and two `send` awaits cost more than the check).
+Everything else goes to the ASGI app as uvicorn runs it: `/healthz`, `/readyz`, `/metrics`, a
+check whose signature covers a body the proxy forwards (Envoy `with_request_body`), and a check
+pipelined behind a request the app is still answering (answers leave in request order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import time
+from typing import Any
+from urllib.parse import unquote
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.utils import get_client_addr
+
+from authsvc.http.checks import CheckEndpoint, CheckRequest
+
+# How long a stopping worker keeps an idle kept-alive connection open for one last request.
+DRAIN_SECONDS = 1.0
+# The most a request head (request line and headers) may take: 4x the 60 KB token case, and
+# Envoy's default limit (60 KiB) with room to spare. A larger one is answered 431 and closed.
+MAX_HEAD_BYTES = 256 * 1024
+# How long a begun request head may take to arrive whole; a proxy sends it at once.
+HEAD_TIMEOUT_SECONDS = 10.0
+
+_STATUS_LINES = {
+    status: b"HTTP/1.1 %d %s\r\n" % (status, http.HTTPStatus(status).phrase.encode())
+    for status in (200, 204, 401)
+}
+_HEAD_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"content-length: 0\r\nconnection: close\r\n\r\n"
+)
+
+
+class CheckProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with checks answered at once, a bounded request head, and a
+    graceful stop that never resets a proxy's check.
+
+    On a stop, uvicorn closes an idle kept-alive connection at once. A proxy may be sending a
+    check on it at that instant (or the worker accepted it and has not read its request yet):
+    the close then resets that check, and nginx, which retries once, answers 503 when the retry
+    meets a second such connection (measured under load through a SIGHUP reload). Here an idle
+    connection stays open: its next request is answered with `Connection: close`, and one that
+    stays idle is closed after DRAIN_SECONDS.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._checks: CheckEndpoint | None = getattr(self.config.app, "checks", None)
+        self._draining = False
+        self._answered = False  # the request being parsed was answered from the callbacks
+        self._in_head = False  # a request head has begun and is not complete
+        self._head_bytes = 0  # bytes received while it was incomplete
+        self._head_completed = False  # a head completed in the bytes being parsed
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._paused_for_writes = False
+        # uvicorn's headers for every answer (`date`), renewed each second, as bytes.
+        self._default_headers: list[tuple[bytes, bytes]] | None = None
+        self._default_head = b""
+
+    # The request head: bounded in size and in time.
+
+    def data_received(self, data: bytes) -> None:
+        self._unset_keepalive_if_required()
+        self._head_completed = False
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.send_400_response("Invalid HTTP request received.")
+            return
+        except httptools.HttpParserUpgrade:
+            # The upgrade (or CONNECT) request was answered with `Connection: close`; what
+            # follows it on the connection is not HTTP and is not read.
+            return
+        if not self._in_head:
+            return
+        # A head that completed in these bytes ended somewhere inside them: the open head's
+        # share of them is unknown and not counted (the bound is then off by one read).
+        if not self._head_completed:
+            self._head_bytes += len(data)
+        if self._head_bytes > MAX_HEAD_BYTES:
+            self.transport.write(_HEAD_TOO_LARGE)
+            self.transport.close()
+        elif self._head_timer is None:
+            self._head_timer = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._head_timed_out)
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._in_head and not self.transport.is_closing():
+            self.transport.close()
+
+    def on_message_begin(self) -> None:
+        # uvicorn builds the app's scope here; a check needs none (see _to_app).
+        self.url = b""
+        self.headers = []
+        self.expect_100_continue = False
+        self._answered = False
+        self._in_head = True
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        self._head_completed = True
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        if self.transport.is_closing():  # a request pipelined after one that closes
+            self._answered = True
+            return
+        if not self._answer_check():
+            self._to_app()
+
+    def _to_app(self) -> None:
+        parsed = self.url, self.headers, self.expect_100_continue
+        super().on_message_begin()  # the scope, with what was parsed kept
+        self.url, self.headers, self.expect_100_continue = parsed
+        self.scope["headers"] = self.headers
+        super().on_headers_complete()
+        if self._draining or self.parser.should_upgrade():
+            self.cycle.keep_alive = False
+
+    def _answer_check(self) -> bool:
+        """Answer the request here if it is a check that needs nothing the app alone has."""
+        checks = self._checks
+        busy = self.pipeline or (self.cycle is not None and not self.cycle.response_complete)
+        if checks is None or busy:
+            return False
+        started = time.perf_counter()
+        url = httptools.parse_url(self.url)
+        raw_path: bytes = url.path
+        path = raw_path.decode("ascii")
+        route = checks.route(path if "%" not in path else unquote(path))  # as uvicorn does
+        if route is None:
+            return False
+        method = self.parser.get_method().decode("ascii")
+        request = CheckRequest.parsed(method, raw_path, url.query or b"", self.headers)
+        decided = checks.decide(route, request)
+        if decided is None:  # a signature covers the body: the app reads it
+            return False
+        verdict, error = decided
+        answer = checks.answer(verdict, route, request)
+        keep_alive = (
+            self.parser.should_keep_alive()
+            and self.parser.get_http_version() == "1.1"
+            and not self._draining
+            and not self.parser.should_upgrade()
+            # Answered before its body: a client waiting for 100 Continue may never send it.
+            and not (self.expect_100_continue and request.announces_body)
+        )
+        end = b"\r\n" if keep_alive else b"connection: close\r\n\r\n"
+        default_headers = self.server_state.default_headers
+        if default_headers is not self._default_headers:
+            self._default_headers = default_headers
+            self._default_head = b"".join(b"%s: %s\r\n" % pair for pair in default_headers)
+        self.transport.write(_STATUS_LINES[answer.status] + self._default_head + answer.head + end)
+        self._answered = True  # its body, if any, is read and dropped
+        if not keep_alive:
+            self.transport.close()
+        elif self.flow.write_paused and not self._paused_for_writes:
+            self._paused_for_writes = True  # a client that does not read gets no more answers
+            self.flow.pause_reading()
+        if self.access_log:
+            self._log_access(request, answer.status)
+        checks.record(verdict, route, request, started, error)
+        self.on_response_complete()
+        return True
+
+    def _log_access(self, request: CheckRequest, status: int) -> None:
+        target = request.raw_path + (b"?" + request.query if request.query else b"")
+        self.access_logger.info(
+            '%s - "%s %s HTTP/%s" %d',
+            get_client_addr(self.scope),
+            request.method,
+            target.decode("latin-1"),
+            self.parser.get_http_version(),
+            status,
+        )
+
+    def on_body(self, body: bytes) -> None:
+        if not self._answered:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._answered:
+            super().on_message_complete()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._paused_for_writes:
+            self._paused_for_writes = False
+            self.flow.resume_reading()
+
+    # A graceful stop.
+
+    def shutdown(self) -> None:
+        if self.cycle is None or self.cycle.response_complete:
+            self._draining = True
+            self.loop.call_later(DRAIN_SECONDS, self._close_if_idle)
+        else:
+            self.cycle.keep_alive = False
+
+    def _close_if_idle(self) -> None:
+        idle = self.cycle is None or self.cycle.response_complete
+        if idle and not self.transport.is_closing():
+            self.transport.close()
