@@ -12,6 +12,7 @@ BACKEND_PORT ?= 8081
 
 .PHONY: test lint typecheck pytest demo image bench bench-stages bench-report soak fuzz audit compose-nginx report-example lock clean
 FUZZ_SECONDS ?= 60
+FUZZ_TARGET ?= verify
 
 test: lint typecheck pytest
 
@@ -68,10 +69,11 @@ report-example: $(INSTALLED)
 		--html docs/report-example.html --title "$(EXAMPLE_TITLE)"
 	$(BIN)/python -m tests.browser docs/report-example.html docs/report-example.png
 
-# Coverage-guided fuzzing for FUZZ_SECONDS; a crash lands in tests/fuzz/crashes/ (commit it).
+# Coverage-guided fuzzing for FUZZ_SECONDS of FUZZ_TARGET (verify: the verifier and the app;
+# protocol: the HTTP fast path); a crash lands in tests/fuzz/crashes/ (commit it).
 fuzz: $(INSTALLED)
 	$(BIN)/pip install --quiet atheris==3.0.0
-	PYTHONPATH=. $(BIN)/python tests/fuzz/fuzz_verify.py -max_total_time=$(FUZZ_SECONDS) \
+	PYTHONPATH=. $(BIN)/python tests/fuzz/fuzz_$(FUZZ_TARGET).py -max_total_time=$(FUZZ_SECONDS) \
 		-artifact_prefix=tests/fuzz/crashes/ $$(mktemp -d)
 
 # Known vulnerabilities in the locked dependencies (needs PyPI's JSON API or OSV online).

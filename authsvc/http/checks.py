@@ -113,6 +113,13 @@ class CheckRequest:
         length = self.context.get(b"content-length")
         return b"transfer-encoding" in self.context or bool(length and length.strip(b" \t0"))
 
+    @property
+    def framing_known(self) -> bool:
+        """False for a Transfer-Encoding whose last coding is not chunked (RFC 9112 6.3): where
+        the body ends cannot be known, which llhttp finds only once the body begins."""
+        coding = self.context.get(b"transfer-encoding")
+        return coding is None or coding.rsplit(b",", 1)[-1].strip(b" \t").lower() == b"chunked"
+
     def appended_target(self) -> bytes:
         """Behind a path-appending proxy (Envoy): the client's raw path and query, after the
         policy segment."""

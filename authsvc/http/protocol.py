@@ -29,7 +29,7 @@ DRAIN_SECONDS = 1.0
 # Envoy's default limit (60 KiB) with room to spare. A larger one is answered 431 and closed.
 MAX_HEAD_BYTES = 256 * 1024
 # How long a begun request head may take to arrive whole; a proxy sends it at once.
-HEAD_TIMEOUT_SECONDS = 10.0
+HEAD_TIMEOUT_SECONDS = 5.0
 
 _STATUS_LINES = {
     status: b"HTTP/1.1 %d %s\r\n" % (status, http.HTTPStatus(status).phrase.encode())
@@ -75,7 +75,10 @@ class CheckProtocol(HttpToolsProtocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
-            self.send_400_response("Invalid HTTP request received.")
+            if self._answered:  # its head was fine, its body is not: no second answer
+                self.transport.close()
+            else:
+                self.send_400_response("Invalid HTTP request received.")
             return
         except httptools.HttpParserUpgrade:
             # The upgrade (or CONNECT) request was answered with `Connection: close`; what
@@ -143,6 +146,10 @@ class CheckProtocol(HttpToolsProtocol):
             return False
         method = self.parser.get_method().decode("ascii")
         request = CheckRequest.parsed(method, raw_path, url.query or b"", self.headers)
+        if not request.framing_known:  # RFC 9112 6.3: 400, then close
+            self.send_400_response("Invalid HTTP request received.")
+            self._answered = True
+            return True
         decided = checks.decide(route, request)
         if decided is None:  # a signature covers the body: the app reads it
             return False

@@ -91,12 +91,13 @@ class DecisionLog:
     MAX_LINE_BYTES of whole lines; `flush` writes what is pending (the worker calls it when it
     stops). A SIGKILL loses at most the lines of the turn it lands in."""
 
-    __slots__ = ("_clock", "_heads", "_pending", "_tails", "_timestamps", "_write")
+    __slots__ = ("_clock", "_heads", "_pending", "_stream", "_tails", "_timestamps", "_write")
 
     def __init__(
         self, stream: TextIO | None = None, clock: Callable[[], float] = time.time
     ) -> None:
-        self._write, buffered = _line_writer(stream if stream is not None else sys.stdout)
+        self._stream = stream if stream is not None else sys.stdout  # its descriptor stays open
+        self._write, buffered = _line_writer(self._stream)
         self._clock = clock
         self._timestamps = _Timestamps()
         self._pending: list[str] | None = [] if buffered else None

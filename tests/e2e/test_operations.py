@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import os
 import re
 import signal
 import socket
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from demo.processes import children
 from tests.e2e.servers import Authsvc
 from tests.tokens import OTHER_SECRET, bound_token
 from tests.waiting import wait_until
@@ -158,3 +160,38 @@ def test_access_log_is_off_by_default_and_on_with_the_flag(tmp_path: Path) -> No
     finally:
         quiet.stop()
         loud.stop()
+
+
+@pytest.mark.parametrize(
+    "how", ["SIGTERM to the master", "SIGQUIT to the master", "SIGHUP to the worker"]
+)
+def test_a_stop_loses_no_decision_line(tmp_path: Path, how: str) -> None:
+    """Lines are written once per loop turn, and whatever a stopping worker holds is written
+    before it exits (README: only a SIGKILL can lose the lines of one turn)."""
+    server = Authsvc(tmp_path, workers=1).start()
+    assert server.process is not None
+    checks = 300
+    try:
+        pipelined = b"".join(
+            b"GET /auth HTTP/1.1\r\nHost: x\r\nX-Request-ID: stop-%d\r\n\r\n" % n
+            for n in range(checks)
+        )
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
+            conn.sendall(pipelined)
+            received = b""
+            while received.count(b"HTTP/1.1 401") < checks:
+                received += conn.recv(65536)
+        if how == "SIGHUP to the worker":
+            (worker,) = children(server.process.pid)
+            os.kill(worker, signal.SIGHUP)
+        else:
+            server.process.send_signal(signal.SIGTERM if "TERM" in how else signal.SIGQUIT)
+            assert server.process.wait(timeout=15) == 0
+
+        def logged() -> int:
+            return server.log_text().count('"request_id": "stop-')
+
+        wait_until(lambda: logged() >= checks, timeout=10, what=f"{checks} decision lines")
+        assert logged() == checks
+    finally:
+        server.stop()

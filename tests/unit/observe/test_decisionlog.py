@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from authsvc.check.verify import Verdict
+from authsvc.check.verify import Verdict, is_timestamp
 from authsvc.observe.decisionlog import MAX_LINE_BYTES, DecisionLog, bounded_line, header_text
 from authsvc.policy import Decision, Reason
 
@@ -96,3 +101,135 @@ def test_time_is_iso_8601_utc_to_the_millisecond_as_isoformat_has_it(now: float)
     )
     expected = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds")
     assert json.loads(stream.getvalue())["time"] == expected
+
+
+TEXTS = st.one_of(
+    st.none(), st.text(max_size=80), st.text(alphabet='\x00\x1f"\\\u00ff\ud800', max_size=8)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.fixed_dictionaries(
+        {"method": TEXTS, "uri": TEXTS, "request_id": TEXTS, "error": TEXTS}
+    ),
+    did=st.one_of(st.none(), st.text(max_size=40), st.integers()),
+    exp=st.one_of(st.none(), st.integers(-(10**20), 10**20), st.floats(allow_nan=True)),
+    flags=st.tuples(st.booleans(), st.booleans()),
+    latency_ms=st.floats(0, 10_000),
+)
+def test_the_line_is_exactly_json_dumps_of_its_fields(
+    text: dict[str, str | None],
+    did: object,
+    exp: object,
+    flags: tuple[bool, bool],
+    latency_ms: float,
+) -> None:
+    """The line is assembled from fragments decided once (per reason and policy, per cached
+    verdict), not by encoding a dict per check: it must still be the dict's json.dumps."""
+    method, uri, request_id, error = (text[n] for n in ("method", "uri", "request_id", "error"))
+    monitored, cached = flags
+    claims = {"exp": exp, "did": did}
+    verdict = Verdict(Reason.OK, Decision.ALLOW, claims, "secret", cached=cached)
+    stream = io.StringIO()
+    now = 1_795_763_366.25
+    DecisionLog(stream, clock=lambda: now).record(
+        verdict,
+        policy="required",
+        signing="off",
+        monitored=monitored,
+        method=method,
+        uri=uri,
+        request_id=request_id,
+        latency_ms=latency_ms,
+        error=error,
+    )
+    fields = {
+        "time": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
+        "decision": "allow",
+        "reason": "ok",
+        "policy": "required",
+        "signing": "off",
+        "monitor": True if monitored else None,
+        "method": method,
+        "uri": uri,
+        "request_id": request_id,
+        "latency_ms": round(latency_ms, 3),
+        "did": did if isinstance(did, str) else None,
+        "key": "secret",
+        "cached": True if cached else None,
+        "exp": exp if is_timestamp(exp) else None,
+        "error": error,
+    }
+    expected = bounded_line({k: v for k, v in fields.items() if v is not None}) + "\n"
+    assert stream.getvalue() == expected
+
+
+PipeLog = tuple[DecisionLog, list[bytes], int]
+
+
+@pytest.fixture
+def pipe_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[PipeLog]:
+    """A DecisionLog on a pipe, the data of each write(2) it makes, and the pipe's read end."""
+    read_end, write_end = os.pipe()
+    writes: list[bytes] = []
+    real_write = os.write
+
+    def recording_write(fd: int, data: Any) -> int:
+        writes.append(bytes(data))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", recording_write)
+    with os.fdopen(write_end, "w") as stream, os.fdopen(read_end, "rb", buffering=0):
+        yield DecisionLog(stream), writes, read_end
+
+
+def line_for(log: DecisionLog, number: int) -> None:
+    log.record(
+        Verdict(Reason.TOKEN_MISSING, Decision.DENY),
+        policy="required",
+        signing="off",
+        method="GET",
+        uri="/api/" + "x" * 300,
+        request_id=str(number),
+        latency_ms=0.1,
+    )
+
+
+def test_lines_of_one_loop_turn_are_written_together_in_whole_lines_of_at_most_pipe_buf(
+    pipe_log: PipeLog,
+) -> None:
+    log, writes, read_end = pipe_log
+
+    async def turn() -> int:
+        for number in range(40):
+            line_for(log, number)
+        written_in_the_turn = len(writes)
+        await asyncio.sleep(0)
+        return written_in_the_turn
+
+    assert asyncio.run(turn()) == 0
+    assert 1 < len(writes) < 40
+    assert all(len(data) <= MAX_LINE_BYTES and data.endswith(b"\n") for data in writes)
+    received = os.read(read_end, 1 << 20).decode().splitlines()
+    assert [json.loads(line)["request_id"] for line in received] == [str(n) for n in range(40)]
+
+
+def test_flush_writes_what_a_stopping_worker_still_holds(pipe_log: PipeLog) -> None:
+    """The worker calls flush once its connections are done (SIGTERM, SIGQUIT, SIGHUP)."""
+    log, writes, read_end = pipe_log
+
+    async def stop_mid_turn() -> None:
+        line_for(log, 1)
+        line_for(log, 2)
+        log.flush()  # as the worker does before the loop turns again
+
+    asyncio.run(stop_mid_turn())
+    assert len(writes) == 1
+    assert len(os.read(read_end, 1 << 20).decode().splitlines()) == 2
+
+
+def test_outside_an_event_loop_each_line_is_written_at_once(pipe_log: PipeLog) -> None:
+    log, writes, _ = pipe_log
+    line_for(log, 1)
+    assert len(writes) == 1

@@ -1,0 +1,227 @@
+"""CheckProtocol, in process: checks answered from the parser's callbacks keep every HTTP/1.1
+rule the ASGI path kept (RFC 9112), however the bytes arrive. The same rules are pinned
+through the real server in tests/e2e/test_http11.py."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import authsvc.http.protocol
+from authsvc.http.protocol import MAX_HEAD_BYTES
+from tests.asgi import dummy_app
+from tests.protocol_harness import Connection, Response, parse_responses, split
+from tests.tokens import bound_token
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """A request, and what its answer must be."""
+
+    name: str
+    raw: bytes
+    status: int
+    check: bool = True
+    """A check route: its answer echoes X-Request-ID."""
+
+
+def check(
+    name: str, status: int, *, method: bytes = b"GET", path: bytes = b"/auth", extra: bytes = b""
+) -> Exchange:
+    head = b"%s %s HTTP/1.1\r\nHost: authsvc\r\n" % (method, path)
+    return Exchange(name, head + b"X-Request-ID: {id}\r\n" + extra, status)
+
+
+def exchanges() -> list[Exchange]:
+    """Minted when a test runs: a token minted at collection could expire before it is used."""
+    credentials = b"Approov-Token: %s\r\nAuthorization: Bearer abc\r\n" % bound_token().encode()
+    return [
+        check("valid", 204, extra=credentials + b"\r\n"),
+        check("no token", 401, extra=b"\r\n"),
+        check("HEAD", 204, method=b"HEAD", extra=credentials + b"\r\n"),
+        check("Envoy's appended path", 200, path=b"/auth/api/x?q=1", extra=credentials + b"\r\n"),
+        check("a body", 204, method=b"POST", extra=credentials + b"Content-Length: 5\r\n\r\nhello"),
+        check(
+            "a chunked body",
+            401,
+            method=b"POST",
+            extra=b"Transfer-Encoding: chunked\r\n\r\n5\r\nGET /\r\n0\r\n\r\n",
+        ),
+        Exchange("health", b"GET /healthz HTTP/1.1\r\nHost: authsvc\r\n\r\n", 200, check=False),
+        Exchange("readiness", b"GET /readyz HTTP/1.1\r\nHost: authsvc\r\n\r\n", 200, check=False),
+    ]
+
+
+def served(pieces: list[bytes]) -> tuple[list[Response], bool]:
+    """The responses to `pieces` sent in turn on one connection, and whether it was closed."""
+
+    async def run() -> tuple[list[Response], bool]:
+        connection = Connection(dummy_app())
+        await connection.send(pieces)
+        return parse_responses(connection.output), connection.transport.closed
+
+    return asyncio.run(run())
+
+
+def requests_of(chosen: list[Exchange]) -> bytes:
+    return b"".join(exchange.raw.replace(b"{id}", b"r%d" % i) for i, exchange in enumerate(chosen))
+
+
+def answers(responses: list[Response]) -> list[tuple[int, bytes | None]]:
+    return [(response.status, response.headers.get(b"x-request-id")) for response in responses]
+
+
+def expected(chosen: list[Exchange]) -> list[tuple[int, bytes | None]]:
+    return [(e.status, b"r%d" % i if e.check else None) for i, e in enumerate(chosen)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    picks=st.lists(st.integers(0, 7), min_size=1, max_size=8),
+    cuts=st.lists(st.integers(0, 10_000), max_size=12),
+)
+def test_pipelined_requests_split_anywhere_get_one_answer_each_in_order(
+    picks: list[int], cuts: list[int]
+) -> None:
+    """Checks (answered in the callbacks) and app routes (an ASGI task) pipelined in any mix,
+    the bytes cut at any points: each request gets its own answer, in request order."""
+    pool = exchanges()
+    chosen = [pool[pick] for pick in picks]
+    responses, closed = served(split(requests_of(chosen), cuts))
+    assert answers(responses) == expected(chosen)
+    assert not closed
+
+
+def test_every_byte_boundary_of_a_check_gives_the_same_answer() -> None:
+    raw = requests_of([exchanges()[0]])
+    for cut in range(1, len(raw)):
+        responses, _ = served([raw[:cut], raw[cut:]])
+        assert answers(responses) == [(204, b"r0")], cut
+
+
+def test_a_body_on_a_check_is_never_read_as_the_next_request() -> None:
+    smuggled = b"GET /auth HTTP/1.1\r\nHost: x\r\n\r\n"
+    first = b"POST /auth HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(smuggled)
+    responses, _ = served([first + smuggled])
+    assert [response.status for response in responses] == [401]
+
+
+@pytest.mark.parametrize(
+    ("case", "framing"),
+    [
+        (
+            "Content-Length and Transfer-Encoding",
+            b"Content-Length: 5\r\nTransfer-Encoding: chunked",
+        ),
+        ("two different Content-Lengths", b"Content-Length: 5\r\nContent-Length: 6"),
+        ("a Transfer-Encoding llhttp does not know", b"Transfer-Encoding: gzip"),
+    ],
+)
+def test_framing_llhttp_refuses_gets_400_and_a_close(case: str, framing: bytes) -> None:
+    raw = b"POST /auth HTTP/1.1\r\nHost: x\r\n%s\r\n\r\nhello" % framing
+    responses, closed = served([raw])
+    assert ([response.status for response in responses], closed) == ([400], True), case
+
+
+@pytest.mark.parametrize("where", ["request line", "a header"])
+def test_a_head_over_the_limit_gets_431_and_a_close(where: str) -> None:
+    big = b"a" * 2 * MAX_HEAD_BYTES  # in 64 KB reads: over the limit before its end
+    raw = (
+        b"GET /auth?" + big + b" HTTP/1.1\r\n\r\n"
+        if where == "request line"
+        else b"GET /auth HTTP/1.1\r\nX-Big: " + big + b"\r\n\r\n"
+    )
+    pieces = [raw[i : i + 65536] for i in range(0, len(raw), 65536)]
+    responses, closed = served(pieces)
+    assert ([response.status for response in responses], closed) == ([431], True)
+
+
+def test_a_head_within_the_limit_is_answered_whatever_its_pieces() -> None:
+    """The 60 KB token case, in 1 KB reads: the head's bytes are counted across reads."""
+    raw = b"GET /auth HTTP/1.1\r\nApproov-Token: " + b"a" * 60_000 + b"\r\n\r\n"
+    responses, closed = served([raw[i : i + 1024] for i in range(0, len(raw), 1024)])
+    assert ([response.status for response in responses], closed) == ([401], False)
+
+
+def test_a_head_that_never_completes_is_closed_after_the_head_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(authsvc.http.protocol, "HEAD_TIMEOUT_SECONDS", 0.05)
+
+    async def run() -> tuple[bool, bool]:
+        connection = Connection(dummy_app())
+        await connection.send([b"GET /auth HTTP/1.1\r\nApproov-To"])
+        before = connection.transport.closed
+        await asyncio.sleep(0.2)
+        return before, connection.transport.closed
+
+    assert asyncio.run(run()) == (False, True)
+
+
+def test_an_idle_connection_is_not_closed_by_the_head_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(authsvc.http.protocol, "HEAD_TIMEOUT_SECONDS", 0.05)
+
+    async def run() -> bool:
+        connection = Connection(dummy_app())
+        await connection.send([requests_of([exchanges()[1]])])
+        await asyncio.sleep(0.2)
+        return connection.transport.closed
+
+    assert asyncio.run(run()) is False
+
+
+@pytest.mark.parametrize(
+    ("case", "head"),
+    [
+        ("Upgrade: websocket", b"GET /auth HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket"),
+        ("CONNECT", b"CONNECT /auth HTTP/1.1\r\nHost: x"),
+        (
+            "Upgrade on an app route",
+            b"GET /healthz HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: h2c",
+        ),
+    ],
+)
+def test_a_request_pipelined_after_an_upgrade_is_never_left_hanging(case: str, head: bytes) -> None:
+    """What follows an upgrade request is not HTTP: the upgrade request is answered and the
+    connection closed, so the client knows the next request was not read."""
+    responses, closed = served([head + b"\r\n\r\nGET /auth HTTP/1.1\r\n\r\n"])
+    assert len(responses) == 1, case
+    assert responses[0].headers.get(b"connection") == b"close"
+    assert closed
+
+
+@pytest.mark.parametrize(
+    ("case", "request_line", "extra"),
+    [
+        ("HTTP/1.0", b"GET /auth HTTP/1.0", b""),
+        ("HTTP/1.0 keep-alive", b"GET /auth HTTP/1.0", b"Connection: keep-alive\r\n"),
+        ("Connection: close", b"GET /auth HTTP/1.1", b"Connection: close\r\n"),
+        (
+            "100-continue before a body",
+            b"POST /auth HTTP/1.1",
+            b"Expect: 100-continue\r\nContent-Length: 10\r\n",
+        ),
+    ],
+)
+def test_a_check_that_ends_its_connection_is_answered_with_connection_close(
+    case: str, request_line: bytes, extra: bytes
+) -> None:
+    """Answered at once (a client expecting 100 Continue may never send its body, which would
+    then be read as the next request), with `Connection: close`, then closed."""
+    responses, closed = served([request_line + b"\r\n" + extra + b"\r\n"])
+    assert [(r.status, r.headers.get(b"connection")) for r in responses] == [(401, b"close")]
+    assert closed, case
+
+
+def test_a_check_behind_an_app_request_waits_for_its_answer() -> None:
+    """Pipelined behind /readyz (an ASGI task), a check is not answered first."""
+    pool = exchanges()
+    chosen = [pool[7], pool[0], pool[1]]
+    responses, _ = served([requests_of(chosen)])
+    assert answers(responses) == expected(chosen)

@@ -1,0 +1,70 @@
+"""The metrics of a loop turn, added up and written once it ends, are what a write per check
+would have made (prometheus_client's private bucket values are used: pinned here)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prometheus_client import CollectorRegistry, Histogram
+
+from authsvc.check.verify import Verdict
+from authsvc.observe.metrics import VERIFY_BUCKETS, Metrics
+from authsvc.policy import Decision, Reason
+
+CHECKS = [
+    (Verdict(Reason.OK, Decision.ALLOW, {"exp": 1}, cached=True), 0.00003),
+    (Verdict(Reason.OK, Decision.ALLOW, {"exp": 1}), 0.0004),
+    (Verdict(Reason.EXPIRED, Decision.DENY), 0.0001),
+    (Verdict(Reason.EXPIRED, Decision.DENY), 0.07),  # past the last bucket: +Inf
+    (Verdict(Reason.BINDING_MISMATCH, Decision.MONITOR), 0.00005),  # on a bound: its bucket
+]
+
+
+def samples(metrics: Metrics, name: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in metrics._registry.collect()
+        if family.name == name
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    }
+
+
+def test_a_loop_turns_counts_are_written_when_it_ends() -> None:
+    metrics = Metrics()
+
+    async def turn() -> float:
+        for verdict, seconds in CHECKS:
+            metrics.record(verdict, seconds)
+        during = sum(samples(metrics, "authsvc_decisions").values())
+        await asyncio.sleep(0)
+        return during
+
+    assert asyncio.run(turn()) == 0
+    decisions = samples(metrics, "authsvc_decisions")
+    assert (
+        decisions[("authsvc_decisions_total", (("decision", "deny"), ("reason", "expired")))] == 2
+    )
+    lookups = samples(metrics, "authsvc_cache_lookups")
+    assert lookups[("authsvc_cache_lookups_total", (("result", "hit"),))] == 1
+    assert lookups[("authsvc_cache_lookups_total", (("result", "miss"),))] == 4
+
+
+def test_the_added_up_histogram_is_the_one_observe_makes() -> None:
+    metrics = Metrics()
+    reference = Histogram(
+        "authsvc_verify_seconds", "", buckets=VERIFY_BUCKETS, registry=CollectorRegistry()
+    )
+
+    async def turn() -> None:
+        for verdict, seconds in CHECKS:
+            metrics.record(verdict, seconds)
+            reference.observe(seconds)
+
+    asyncio.run(turn())
+    observed = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for sample in next(iter(reference.collect())).samples
+        if not sample.name.endswith("_created")
+    }
+    assert samples(metrics, "authsvc_verify_seconds") == observed
