@@ -10,7 +10,7 @@ DEMO_PORT ?= 8080
 AUTHSVC_PORT ?= 8002
 BACKEND_PORT ?= 8081
 
-.PHONY: test lint typecheck pytest demo image bench bench-stages bench-report soak fuzz audit compose-nginx report-example lock clean
+.PHONY: test lint typecheck pytest demo image bench bench-stages profile bench-report soak fuzz audit compose-nginx report-example lock clean
 FUZZ_SECONDS ?= 60
 FUZZ_TARGET ?= verify
 
@@ -53,6 +53,11 @@ bench: $(INSTALLED)
 # Microseconds per request for each stage of /auth, in one process (no nginx needed).
 bench-stages: $(INSTALLED)
 	$(BIN)/python bench/stages.py
+
+# Where a check's CPU goes in the running server, stage by stage (py-spy samples a worker).
+profile: $(INSTALLED)
+	$(BIN)/pip install --quiet py-spy==0.4.3
+	PATH=$(BIN):$$PATH $(BIN)/python bench/profile.py
 
 # `authsvc report` on a 1 GB decision log: lines/s and peak memory.
 bench-report: $(INSTALLED)
