@@ -56,6 +56,7 @@ _CONTEXT_HEADERS = frozenset(
         _ENVOY_CHECK_HEADER,
         b"content-length",
         b"transfer-encoding",
+        b"expect",
     )
 )
 
@@ -112,6 +113,11 @@ class CheckRequest:
     def announces_body(self) -> bool:
         length = self.context.get(b"content-length")
         return b"transfer-encoding" in self.context or bool(length and length.strip(b" \t0"))
+
+    @property
+    def expects_continue(self) -> bool:
+        expect = self.context.get(b"expect")
+        return expect is not None and expect.lower() == b"100-continue"
 
     @property
     def framing_known(self) -> bool:
@@ -277,9 +283,10 @@ class CheckEndpoint:
         return b"cache-control: max-age=%d\r\n%s" % (max_age, self._vary)
 
     def flush(self) -> None:
-        """Write the decision lines still pending."""
+        """Write the decision lines and the metrics still pending."""
         if self._log is not None:
             self._log.flush()
+        self._metrics.flush()
 
     def record(
         self,

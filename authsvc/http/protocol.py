@@ -105,9 +105,12 @@ class CheckProtocol(HttpToolsProtocol):
         # uvicorn builds the app's scope here; a check needs none (see _to_app).
         self.url = b""
         self.headers = []
-        self.expect_100_continue = False
         self._answered = False
         self._in_head = True
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # uvicorn's also looks for `Expect: 100-continue` on every header: see _to_app.
+        self.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -123,10 +126,13 @@ class CheckProtocol(HttpToolsProtocol):
             self._to_app()
 
     def _to_app(self) -> None:
-        parsed = self.url, self.headers, self.expect_100_continue
+        parsed = self.url, self.headers
         super().on_message_begin()  # the scope, with what was parsed kept
-        self.url, self.headers, self.expect_100_continue = parsed
+        self.url, self.headers = parsed
         self.scope["headers"] = self.headers
+        self.expect_100_continue = any(
+            name == b"expect" and value.lower() == b"100-continue" for name, value in self.headers
+        )
         super().on_headers_complete()
         if self._draining or self.parser.should_upgrade():
             self.cycle.keep_alive = False
@@ -161,7 +167,7 @@ class CheckProtocol(HttpToolsProtocol):
             and not self._draining
             and not self.parser.should_upgrade()
             # Answered before its body: a client waiting for 100 Continue may never send it.
-            and not (self.expect_100_continue and request.announces_body)
+            and not (request.expects_continue and request.announces_body)
         )
         end = b"\r\n" if keep_alive else b"connection: close\r\n\r\n"
         default_headers = self.server_state.default_headers

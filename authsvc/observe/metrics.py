@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 log = logging.getLogger("authsvc.observe.metrics")
 # Verification takes tens of microseconds; a miss that parses a big token, a few hundred.
+# How far behind the decisions a worker's metrics may be (a scrape every 15 s or more).
+FLUSH_SECONDS = 1.0
 VERIFY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05)
 
 
@@ -100,8 +102,9 @@ class Metrics:
         self.keys_last_load_ok.set(1 if keys.last_load_ok else 0)
 
     def record(self, verdict: Verdict, seconds: float) -> None:
-        """Count a decision. Inside an event loop the counts of one loop turn are added up and
-        written once the turn ends: a write to the multiprocess files costs more than a check."""
+        """Count a decision. Inside an event loop the counts are added up and written at most
+        FLUSH_SECONDS later (and before `/metrics` answers, and when the worker stops): a write
+        to the multiprocess files costs more than a check's own work."""
         counts = self._counts
         first = not counts
         key = (verdict.decision, verdict.reason, verdict.cached)
@@ -110,7 +113,7 @@ class Metrics:
         self._seconds_sum += seconds
         if first:
             try:
-                asyncio.get_running_loop().call_soon(self.flush)
+                asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
             except RuntimeError:  # no event loop: nothing would flush it later
                 self.flush()
 
@@ -136,7 +139,9 @@ class Metrics:
             self._failed = True
 
     def exposition(self) -> bytes:
-        """The text format: every worker's values when in multiprocess mode, else this one's."""
+        """The text format: every worker's values when in multiprocess mode, else this one's;
+        this worker's pending counts are written first."""
+        self.flush()
         from prometheus_client import CollectorRegistry, generate_latest  # noqa: PLC0415
         from prometheus_client.multiprocess import MultiProcessCollector  # noqa: PLC0415
 

@@ -1,12 +1,14 @@
-"""The metrics of a loop turn, added up and written once it ends, are what a write per check
-would have made (prometheus_client's private bucket values are used: pinned here)."""
+"""A worker's metrics, added up and written at most FLUSH_SECONDS later, are what a write per
+check would have made (prometheus_client's private bucket values are used: pinned here)."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
+import authsvc.observe.metrics
 from authsvc.check.verify import Verdict
 from authsvc.observe.metrics import VERIFY_BUCKETS, Metrics
 from authsvc.policy import Decision, Reason
@@ -30,17 +32,21 @@ def samples(metrics: Metrics, name: str) -> dict[tuple[str, tuple[tuple[str, str
     }
 
 
-def test_a_loop_turns_counts_are_written_when_it_ends() -> None:
+def test_counts_are_written_within_the_flush_interval_not_per_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(authsvc.observe.metrics, "FLUSH_SECONDS", 0.05)
     metrics = Metrics()
 
-    async def turn() -> float:
+    async def checks() -> tuple[float, float]:
         for verdict, seconds in CHECKS:
             metrics.record(verdict, seconds)
-        during = sum(samples(metrics, "authsvc_decisions").values())
         await asyncio.sleep(0)
-        return during
+        after_a_turn = sum(samples(metrics, "authsvc_decisions").values())
+        await asyncio.sleep(0.1)
+        return after_a_turn, sum(samples(metrics, "authsvc_decisions").values())
 
-    assert asyncio.run(turn()) == 0
+    assert asyncio.run(checks()) == (0, len(CHECKS))
     decisions = samples(metrics, "authsvc_decisions")
     assert (
         decisions[("authsvc_decisions_total", (("decision", "deny"), ("reason", "expired")))] == 2
@@ -48,6 +54,16 @@ def test_a_loop_turns_counts_are_written_when_it_ends() -> None:
     lookups = samples(metrics, "authsvc_cache_lookups")
     assert lookups[("authsvc_cache_lookups_total", (("result", "hit"),))] == 1
     assert lookups[("authsvc_cache_lookups_total", (("result", "miss"),))] == 4
+
+
+def test_the_exposition_includes_this_workers_pending_counts() -> None:
+    metrics = Metrics()
+
+    async def scrape() -> bytes:
+        metrics.record(*CHECKS[0])
+        return metrics.exposition()
+
+    assert b'authsvc_decisions_total{decision="allow",reason="ok"} 1.0' in asyncio.run(scrape())
 
 
 def test_the_added_up_histogram_is_the_one_observe_makes() -> None:
@@ -60,6 +76,7 @@ def test_the_added_up_histogram_is_the_one_observe_makes() -> None:
         for verdict, seconds in CHECKS:
             metrics.record(verdict, seconds)
             reference.observe(seconds)
+        metrics.flush()
 
     asyncio.run(turn())
     observed = {
