@@ -19,7 +19,6 @@ from urllib.parse import unquote
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn.protocols.utils import get_client_addr
 
 from authsvc.http.checks import CheckEndpoint, CheckRequest
 
@@ -191,7 +190,7 @@ class CheckProtocol(HttpToolsProtocol):
         target = request.raw_path + (b"?" + request.query if request.query else b"")
         self.access_logger.info(
             '%s - "%s %s HTTP/%s" %d',
-            get_client_addr(self.scope),
+            f"{self.client[0]}:{self.client[1]}" if self.client else "",
             request.method,
             target.decode("latin-1"),
             self.parser.get_http_version(),

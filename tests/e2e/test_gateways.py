@@ -8,6 +8,7 @@ import hashlib
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,29 +86,34 @@ def test_decision_log_records_the_clients_method_and_uri(stack: ProxiedStack) ->
 
 # --- deny: 401, the reason logged, and the backend never sees the request --------------------
 
-DENIALS = [
-    ("no-token", {"Authorization": AUTHORIZATION}, "token_missing"),
-    ("expired", approov(valid_token(ttl=-60)), "expired"),
+# Headers made when the test runs: a token minted at collection could expire before it is used.
+DENIALS: list[tuple[str, Callable[[], dict[str, str]], str]] = [
+    ("no-token", lambda: {"Authorization": AUTHORIZATION}, "token_missing"),
+    ("expired", lambda: approov(valid_token(ttl=-60)), "expired"),
     (
         "bad-signature",
-        approov(bound_token(AUTHORIZATION.encode(), secret=OTHER_SECRET)),
+        lambda: approov(bound_token(AUTHORIZATION.encode(), secret=OTHER_SECRET)),
         "signature_invalid",
     ),
-    ("alg-none", approov(unsigned_token()), "token_malformed"),
-    ("garbage", approov("not-a-token"), "token_malformed"),
-    ("binding-mismatch", approov(bound_token(b"Bearer someone-else")), "binding_mismatch"),
-    ("no-binding-header", approov(authorization=None), "binding_header_missing"),
+    ("alg-none", lambda: approov(unsigned_token()), "token_malformed"),
+    ("garbage", lambda: approov("not-a-token"), "token_malformed"),
+    ("binding-mismatch", lambda: approov(bound_token(b"Bearer someone-else")), "binding_mismatch"),
+    ("no-binding-header", lambda: approov(authorization=None), "binding_header_missing"),
 ]
 
 
 @pytest.mark.parametrize(("case", "headers", "reason"), DENIALS, ids=[d[0] for d in DENIALS])
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_denied_request_gets_401_with_its_reason_and_never_reaches_the_backend(
-    stack: ProxiedStack, case: str, headers: dict[str, str], reason: str, method: str
+    stack: ProxiedStack,
+    case: str,
+    headers: Callable[[], dict[str, str]],
+    reason: str,
+    method: str,
 ) -> None:
     before = stack.backend_requests()
     uri = f"/api/deny-{case}-{method}"
-    reply = stack.send(method, uri, headers, b"payload" if method == "POST" else None)
+    reply = stack.send(method, uri, headers(), b"payload" if method == "POST" else None)
     assert reply.status == 401
     assert stack.backend_requests() == before
     assert decision_for(stack, uri)["reason"] == reason

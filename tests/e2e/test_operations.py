@@ -10,6 +10,7 @@ import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,10 @@ def request(port: int, path: str, headers: dict[str, str] | None = None) -> int:
         return response.status
     finally:
         connection.close()
+
+
+def logged(server: Authsvc, text: str) -> bool:
+    return text in server.log_text()
 
 
 def counter(text: str, decision: str, reason: str) -> float:
@@ -157,9 +162,13 @@ def test_access_log_is_off_by_default_and_on_with_the_flag(tmp_path: Path) -> No
     try:
         for server in (quiet, loud):
             request(server.port, "/healthz")
-        time.sleep(0.5)
+            request(server.port, "/auth", {"X-Request-ID": "after-healthz"})
+            # Logged after the /healthz request was answered: its access line, if any, is out.
+            wait_until(partial(logged, server, "after-healthz"), what="a decision line")
         assert '"GET /healthz HTTP/1.1" 200' not in quiet.log_text()
         assert '"GET /healthz HTTP/1.1" 200' in loud.log_text()
+        # A check, answered from the parser's callbacks, has its access line too.
+        assert '"GET /auth HTTP/1.1" 401' in loud.log_text()
     finally:
         quiet.stop()
         loud.stop()
