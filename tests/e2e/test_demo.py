@@ -15,8 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from demo import nginx
-from demo.__main__ import main as demo_main
 from demo.processes import free_port, spawn, stop
 from tests.e2e.servers import REPO_ROOT
 
@@ -82,11 +80,3 @@ def test_demo_prints_working_curls_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
     finally:
         stop(demo)
-
-
-def test_demo_says_how_to_install_nginx_when_it_is_missing(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setattr(nginx, "NGINX_CANDIDATES", ())
-    assert demo_main(["--port", str(free_port())]) == 1
-    assert "apt-get install nginx-light" in capsys.readouterr().err
