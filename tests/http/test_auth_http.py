@@ -153,7 +153,14 @@ def test_binding_header_sent_twice_with_different_values_is_denied(service: Serv
             ("Authorization", "Bearer other"),
         ],
     )
-    assert result.headers["X-Approov-Reason"] == "binding_header_duplicated"
+    assert (result.status_code, result.headers["X-Approov-Reason"]) == (
+        401,
+        "binding_header_duplicated",
+    )
+    assert (service.lines()[-1]["decision"], result.headers["Cache-Control"]) == (
+        "deny",
+        "no-store",
+    )
 
 
 def test_configured_header_names_are_used() -> None:

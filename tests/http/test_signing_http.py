@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import io
 import json
+import time
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from authsvc.policy import BindingMode, SigningMode
 from authsvc.runtime import Runtime
 from tests.asgi import Answer, answer
 from tests.signatures import Request, request, sign
-from tests.tokens import DUMMY_SECRET, token
+from tests.tokens import DUMMY_SECRET, OTHER_SECRET, token
 
 URL = "https://api.example.com/v1/shapes?colour=red"
 # What the nginx include sends authsvc of the client's request.
@@ -280,6 +281,29 @@ def test_a_body_that_stops_coming_is_not_waited_for(monkeypatch: pytest.MonkeyPa
         check.pop("headers"), body_chunks=[body[:10]], body_stalls=True, timeout=2, **check
     )
     assert (result.status, result.reason) == (401, "content_digest_mismatch")
+
+
+@pytest.mark.parametrize("token_case", ["expired", "forged"])
+def test_a_failed_token_is_answered_at_once_without_waiting_for_the_body(token_case: str) -> None:
+    """On a signing route the client's request and its body are read only once a signature is
+    due: a token that failed is refused at once, however long the body would take."""
+    message = signed_post(b"z" * 100)
+    check = through_envoy(message)
+    check.pop("body")
+    failed = (
+        token(exp=int(time.time()) - 60) if token_case == "expired" else token(secret=OTHER_SECRET)
+    )
+    headers = [
+        (name, failed.encode() if name == b"approov-token" else value)
+        for name, value in check.pop("headers")
+    ]
+    started = time.monotonic()
+    result = Service().check(headers, body_chunks=[b"z"], body_stalls=True, timeout=1, **check)
+    assert (result.status, result.reason) == (
+        401,
+        "expired" if token_case == "expired" else "signature_invalid",
+    )
+    assert time.monotonic() - started < 0.5  # the body timeout is 2 s
 
 
 def test_a_check_without_signing_never_reads_the_body() -> None:

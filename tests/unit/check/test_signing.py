@@ -243,6 +243,19 @@ def test_the_clock_skew_setting_widens_both_ends() -> None:
     assert check(late, clock_skew_seconds=0).reason is Reason.MESSAGE_SIGNATURE_EXPIRED
 
 
+def test_the_clock_skew_setting_widens_the_max_age_end_too() -> None:
+    """`created` past the max age (60 s) by one second: within a skew of 2 s, not of 0."""
+    old = sign(request(), created=NOW - 61, lifetime=None)
+    assert check(old, clock_skew_seconds=2).reason is Reason.OK
+    assert check(old, clock_skew_seconds=0).reason is Reason.MESSAGE_SIGNATURE_STALE
+
+
+def test_a_signature_past_the_max_age_is_stale_even_with_an_expires_ahead() -> None:
+    """`expires` bounds a signature's life; it never extends the max age since `created`."""
+    long_lived = sign(request(), created=NOW - 61, lifetime=3600)
+    assert check(long_lived).reason is Reason.MESSAGE_SIGNATURE_STALE
+
+
 # --- the headers themselves ----------------------------------------------------------------
 
 

@@ -441,7 +441,8 @@ def test_binding_off_ignores_pay_and_the_header() -> None:
 def test_binding_header_sent_twice_with_different_values_is_denied() -> None:
     credentials = Credentials((bound_token(BINDING).encode(),), BINDING, binding_conflict=True)
     verdict = secret_verifier(DUMMY_SECRET).check(credentials, BindingMode.REQUIRED)
-    assert verdict.reason is Reason.BINDING_HEADER_DUPLICATED
+    assert (verdict.reason, verdict.decision) == (Reason.BINDING_HEADER_DUPLICATED, Decision.DENY)
+    assert not verdict.allowed
 
 
 # --- monitor mode -----------------------------------------------------------------------------
