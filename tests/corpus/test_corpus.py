@@ -18,6 +18,7 @@ import pytest
 
 from tests.asgi import answer, dummy_app
 from tests.e2e.servers import Stack, exchange
+from tests.waiting import wait_until
 
 CASES: list[dict[str, Any]] = json.loads(Path(__file__).with_name("cases.json").read_text())
 LIMIT_SECONDS = 2.0
@@ -58,13 +59,15 @@ def nginx_status(port: int, case: dict[str, Any], target: str) -> int | None:
 
 def reason_logged(stack: Stack, target: str) -> str:
     """The `approov=` field of nginx's access log line for the request to `target`."""
-    deadline = time.monotonic() + LIMIT_SECONDS
-    while True:
+
+    def logged() -> str | None:
         for line in stack.nginx.access_log().splitlines():
             if f" {target} HTTP/1.1" in line:
-                return line.split(" approov=", 1)[1].split(" ", 1)[0]
-        assert time.monotonic() < deadline, f"no access log line for {target}"
-        time.sleep(0.02)
+                return line.split(" approov=", 1)[1].split(" ", 1)[0] or "<empty>"
+        return None
+
+    reason = wait_until(logged, LIMIT_SECONDS, f"the access log line for {target}")
+    return "" if reason == "<empty>" else reason
 
 
 @pytest.mark.e2e

@@ -8,7 +8,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 
 from demo.processes import free_port, spawn, stop
 from tests.e2e.servers import REPO_ROOT
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("nginx_available")]
 
@@ -55,11 +55,12 @@ def test_demo_prints_working_curls_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -
             REPO_ROOT,
         )
     try:
-        deadline = time.monotonic() + 30
-        while "Open: curl" not in log_path.read_text():
+
+        def started() -> bool:
             assert demo.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.1)
+            return "Open: curl" in log_path.read_text()
+
+        wait_until(started, 30, "the demo's curls")
         text = log_path.read_text()
         sections = re.findall(r"^(Allowed|Denied|Token only)[^\n]*\n  (curl [^\n]+)$", text, re.M)
         statuses = {name: run_curl(line) for name, line in sections}

@@ -20,6 +20,7 @@ from tests.e2e.app_requests import AUTHORIZATION, METHODS, approov, valid_token
 from tests.e2e.conftest import start_stack
 from tests.e2e.servers import Authsvc, GatewayStack, ProxiedStack, Stack
 from tests.tokens import OTHER_SECRET, b64url, bound_token, json_bytes, token
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -37,13 +38,14 @@ def unsigned_token() -> str:
 
 def decision_for(stack: ProxiedStack, uri: str) -> dict[str, Any]:
     """authsvc's decision line for the request whose original URI was `uri`."""
-    deadline = time.monotonic() + 5
-    while True:
+
+    def logged() -> dict[str, Any] | None:
         for line in reversed(stack.authsvc.log_text().splitlines()):
             if line.startswith("{") and json.loads(line).get("uri") == uri:
                 return dict(json.loads(line))
-        assert time.monotonic() < deadline, f"no decision logged for {uri}"
-        time.sleep(0.05)
+        return None
+
+    return wait_until(logged, what=f"the decision line for {uri}")
 
 
 # --- allow: the request reaches the backend intact -------------------------------------------

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from authsvc.check.keys import MAX_KEY_DOCUMENT_BYTES, fetch_jwks, fetch_url
 from tests.e2e.servers import Authsvc
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -108,10 +109,8 @@ def test_unready_and_denying_until_the_jwks_url_answers(jwks: JwksServer, tmp_pa
             "keys_unavailable",
         )
         jwks.publish(key, "k1")
-        deadline = time.monotonic() + 10  # unready workers retry every second
-        while status(f"{server.url}/readyz")[0] != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        # Unready workers retry every second.
+        wait_until(lambda: status(f"{server.url}/readyz")[0] == 200, 10, "ready")
         assert status(f"{server.url}/auth-binding-off", es256_token(key, "k1")) == (204, "ok")
     finally:
         server.stop()

@@ -23,6 +23,7 @@ from demo.processes import free_port
 from tests.e2e.app_requests import AUTHORIZATION, METHODS, approov
 from tests.e2e.servers import Authsvc, Backend, Nginx, Stack, backend_requests, send
 from tests.tokens import OTHER_SECRET, bound_token, token
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("nginx_available")]
 
@@ -169,10 +170,7 @@ def test_client_headers_cannot_weaken_the_policy(stack: Stack, headers: dict[str
 def test_access_log_records_the_approov_reason_and_request_id(stack: Stack) -> None:
     reply = stack.send("GET", "/api/log-check", approov(bound_token(b"Bearer x")))
     request_id = reply.json()["request_id"]
-    deadline = time.monotonic() + 5
-    while f"request_id={request_id}" not in stack.nginx.access_log():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: f"request_id={request_id}" in stack.nginx.access_log(), what="the line")
     line = next(x for x in stack.nginx.access_log().splitlines() if request_id in x)
     assert "approov=binding_mismatch" in line
     assert "auth_status=401" in line
@@ -199,10 +197,7 @@ def test_ingress_shaped_request_is_logged_with_the_original_url_and_method(
     # ingress-nginx's own X-Original-URL is logged (a client's X-Original-URI can pass it).
     url = f"http://127.0.0.1:{stack.ingress_port}/v1/ingress-log-check"
     expected = f'"method": "DELETE", "uri": "{url}"'
-    deadline = time.monotonic() + 5
-    while expected not in stack.authsvc.log_text():
-        assert time.monotonic() < deadline, stack.authsvc.log_text()[-2000:]
-        time.sleep(0.05)
+    wait_until(lambda: expected in stack.authsvc.log_text(), what=expected)
 
 
 # --- failures: fail closed --------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 
 from tests.e2e.servers import Authsvc, exchange
 from tests.tokens import OTHER_SECRET, bound_token
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -40,10 +41,7 @@ def test_real_server_allows_a_valid_token_and_denies_an_invalid_one(authsvc: Aut
 
 def test_decision_lines_reach_stdout_as_json(authsvc: Authsvc) -> None:
     exchange(authsvc.port, request("/auth", [(b"X-Request-ID", b"e2e-log-check")]))
-    deadline = time.monotonic() + 5
-    while '"request_id": "e2e-log-check"' not in authsvc.log_text():
-        assert time.monotonic() < deadline, authsvc.log_text()
-        time.sleep(0.05)
+    wait_until(lambda: '"request_id": "e2e-log-check"' in authsvc.log_text(), what="the line")
 
 
 @pytest.mark.parametrize("method", [b"POST", b"PUT", b"PATCH", b"DELETE", b"GET"])
