@@ -22,6 +22,7 @@ from authsvc.observe.decisionlog import DecisionLog
 from authsvc.observe.metrics import Metrics
 from authsvc.policy import BindingMode
 from authsvc.runtime import Runtime
+from tests.http.service import AUTHORIZATION, Service
 from tests.tokens import (
     DUMMY_SECRET,
     DUMMY_SECRET_B64,
@@ -34,44 +35,7 @@ from tests.tokens import (
     token,
 )
 
-AUTHORIZATION = "Bearer abc"
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "PROPFIND", "FOO"]
-
-
-class Service:
-    """An app under test with its decision log captured."""
-
-    def __init__(self, verifier: Verifier | None = None, **overrides: Any) -> None:
-        self.settings = dataclasses.replace(Settings(secret=DUMMY_SECRET), **overrides)
-        self.log = io.StringIO()
-        runtime = Runtime.from_settings(self.settings)
-        if verifier is not None:
-            runtime = dataclasses.replace(runtime, verifier=verifier)
-        app = create_app(runtime, decision_log=DecisionLog(self.log))
-        self.client = falcon.testing.TestClient(app)
-
-    def auth(
-        self,
-        tok: str | None,
-        authorization: str | None = AUTHORIZATION,
-        method: str = "GET",
-        path: str = "/auth",
-        headers: dict[str, str] | None = None,
-    ) -> falcon.testing.Result:
-        sent = dict(headers or {})
-        if tok is not None:
-            sent["Approov-Token"] = tok
-        if authorization is not None:
-            sent["Authorization"] = authorization
-        return self.client.simulate_request(method, path, headers=sent)
-
-    def lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.log.getvalue().splitlines()]
-
-
-@pytest.fixture
-def service() -> Service:
-    return Service()
 
 
 VALID = "<a valid token, minted when the test runs>"

@@ -3,25 +3,17 @@ and the body a proxy forwards, called on the ASGI app directly (raw header bytes
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import io
-import json
 import time
 from typing import Any
 
 import pytest
 
 import authsvc.http.app
-from authsvc.config import Settings
-from authsvc.http.app import MAX_FORWARDED_BODY_BYTES, create_app
-from authsvc.observe.decisionlog import DecisionLog
-from authsvc.observe.metrics import Metrics
+from authsvc.http.app import MAX_FORWARDED_BODY_BYTES
 from authsvc.policy import BindingMode, SigningMode
-from authsvc.runtime import Runtime
-from tests.asgi import Answer, answer
+from tests.http.service import Service
 from tests.signatures import Request, request, sign
-from tests.tokens import DUMMY_SECRET, OTHER_SECRET, token
+from tests.tokens import OTHER_SECRET, token
 
 URL = "https://api.example.com/v1/shapes?colour=red"
 # What the nginx include sends authsvc of the client's request.
@@ -33,25 +25,9 @@ NGINX_CONTEXT = [
 ]
 
 
-class Service:
-    def __init__(self, **overrides: Any) -> None:
-        settings = dataclasses.replace(
-            Settings(secret=DUMMY_SECRET, binding_mode=BindingMode.OFF), **overrides
-        )
-        self.log = io.StringIO()
-        self.metrics = Metrics()
-        self.app = create_app(
-            Runtime.from_settings(settings),
-            decision_log=DecisionLog(self.log),
-            metrics=self.metrics,
-        )
-
-    def check(self, headers: list[tuple[bytes, bytes]], **options: Any) -> Answer:
-        return asyncio.run(answer(self.app, headers, **options))
-
-    def last_line(self) -> dict[str, Any]:
-        line: dict[str, Any] = json.loads(self.log.getvalue().splitlines()[-1])
-        return line
+def signing_service(**overrides: Any) -> Service:
+    """The app without token binding (the signing tests' tokens carry no `pay`)."""
+    return Service(**{"binding_mode": BindingMode.OFF, **overrides})
 
 
 def through_nginx(message: Request) -> list[tuple[bytes, bytes]]:
@@ -74,7 +50,7 @@ def test_the_route_names_the_signing_policy_else_the_setting_applies(
     path: str, default: SigningMode, reason: str
 ) -> None:
     """An unsigned request whose token carries `ipk`, on each route."""
-    service = Service(signing_mode=default)
+    service = signing_service(signing_mode=default)
     result = service.check(through_nginx(request(url=URL)), path=path)
     assert result.reason == reason
 
@@ -88,12 +64,12 @@ def test_the_route_names_the_signing_policy_else_the_setting_applies(
     ],
 )
 def test_a_client_path_after_the_policy_never_weakens_signing(path: str) -> None:
-    result = Service().check(through_nginx(request(url=URL)), path=path)
+    result = signing_service().check(through_nginx(request(url=URL)), path=path)
     assert result.reason == "message_signature_missing"
 
 
 def test_a_signed_request_through_nginx_is_allowed_and_logged_with_its_policy() -> None:
-    service = Service()
+    service = signing_service()
     result = service.check(through_nginx(sign(request(url=URL))), path="/auth-signing-required")
     assert (result.status, result.reason) == (204, "ok")
     line = service.last_line()
@@ -105,7 +81,7 @@ def test_a_signed_request_through_nginx_is_allowed_and_logged_with_its_policy() 
 
 
 def test_a_refused_signature_is_counted_under_its_reason() -> None:
-    service = Service()
+    service = signing_service()
     service.check(through_nginx(request(url=URL)), path="/auth-signing-required")
     exposition = service.metrics.exposition().decode()
     assert 'reason="message_signature_missing"' in exposition
@@ -114,7 +90,7 @@ def test_a_refused_signature_is_counted_under_its_reason() -> None:
 def test_without_the_proxys_url_headers_every_signed_request_is_denied() -> None:
     """A proxy configured without them: denied as message_target_unknown, also in monitor
     mode, so the operator sees the configuration problem at once."""
-    service = Service(abort_on_invalid_signature=False)
+    service = signing_service(abort_on_invalid_signature=False)
     result = service.check(sign(request(url=URL)).header_pairs(), path="/auth-signing-required")
     assert (result.status, result.reason) == (401, "message_target_unknown")
 
@@ -144,7 +120,7 @@ def test_behind_forward_auth_no_client_header_chooses_what_the_signature_is_chec
 ) -> None:
     """The client's X-Original-* disagree with the proxy's X-Forwarded-*: the request is
     unknown, denied also in monitor mode, and the honest one is allowed."""
-    service = Service(abort_on_invalid_signature=False)
+    service = signing_service(abort_on_invalid_signature=False)
     replayed = sign(request(signed_method, signed_url))
     headers = [*replayed.header_pairs(), *FORWARD_AUTH_CONTEXT, forged]
     result = service.check(headers, path="/auth-signing-required")
@@ -197,17 +173,17 @@ def test_the_target_uri_is_rebuilt_normalised_as_the_sdks_sign_it(
         (b"x-forwarded-host", authority),
     ]
     headers = [*sign(request(url=signed_url)).header_pairs(), *context]
-    assert Service().check(headers, path="/auth-signing-required").reason == reason
+    assert signing_service().check(headers, path="/auth-signing-required").reason == reason
 
 
 def test_the_public_base_url_setting_replaces_the_proxys_scheme() -> None:
     """TLS ended at a load balancer: nginx saw http, the app signed https."""
     context = [(n, b"http" if n == b"x-forwarded-proto" else v) for n, v in NGINX_CONTEXT]
     headers = [*sign(request(url=URL)).header_pairs(), *context]
-    assert Service().check(headers, path="/auth-signing-required").reason == (
+    assert signing_service().check(headers, path="/auth-signing-required").reason == (
         "message_signature_mismatch"
     )
-    service = Service(public_base_url="https://api.example.com")
+    service = signing_service(public_base_url="https://api.example.com")
     assert service.check(headers, path="/auth-signing-required").reason == "ok"
 
 
@@ -241,7 +217,7 @@ def signed_post(body: bytes) -> Request:
 
 def test_envoy_a_signed_post_with_its_whole_body_is_allowed_with_200() -> None:
     check = through_envoy(signed_post(b'{"shape": "circle"}'))
-    result = Service().check(check.pop("headers"), **check)
+    result = signing_service().check(check.pop("headers"), **check)
     assert (result.status, result.reason) == (200, "ok")
 
 
@@ -249,7 +225,7 @@ def test_envoy_a_body_changed_under_its_signed_digest_is_refused() -> None:
     message = signed_post(b'{"amount": 1}')
     message.body = b'{"amount": 9}'
     check = through_envoy(message)
-    result = Service().check(check.pop("headers"), **check)
+    result = signing_service().check(check.pop("headers"), **check)
     assert (result.status, result.reason) == (401, "content_digest_mismatch")
 
 
@@ -258,7 +234,7 @@ def test_envoy_a_body_in_several_chunks_is_read_whole() -> None:
     check = through_envoy(message)
     body = check.pop("body")
     chunks = [body[:3000], body[3000:9000], body[9000:]]
-    result = Service().check(check.pop("headers"), body_chunks=chunks, **check)
+    result = signing_service().check(check.pop("headers"), body_chunks=chunks, **check)
     assert result.reason == "ok"
 
 
@@ -267,7 +243,7 @@ def test_a_body_beyond_the_limit_is_cut_and_fails_its_digest() -> None:
     cannot be checked, so its digest fails rather than the rest passing unread."""
     message = signed_post(b"y" * (MAX_FORWARDED_BODY_BYTES + 1))
     check = through_envoy(message)
-    result = Service().check(check.pop("headers"), **check)
+    result = signing_service().check(check.pop("headers"), **check)
     assert result.reason == "content_digest_mismatch"
 
 
@@ -277,7 +253,7 @@ def test_a_body_that_stops_coming_is_not_waited_for(monkeypatch: pytest.MonkeyPa
     message = signed_post(b"z" * 100)
     check = through_envoy(message)
     body = check.pop("body")
-    result = Service().check(
+    result = signing_service().check(
         check.pop("headers"), body_chunks=[body[:10]], body_stalls=True, timeout=2, **check
     )
     assert (result.status, result.reason) == (401, "content_digest_mismatch")
@@ -298,7 +274,9 @@ def test_a_failed_token_is_answered_at_once_without_waiting_for_the_body(token_c
         for name, value in check.pop("headers")
     ]
     started = time.monotonic()
-    result = Service().check(headers, body_chunks=[b"z"], body_stalls=True, timeout=1, **check)
+    result = signing_service().check(
+        headers, body_chunks=[b"z"], body_stalls=True, timeout=1, **check
+    )
     assert (result.status, result.reason) == (
         401,
         "expired" if token_case == "expired" else "signature_invalid",
@@ -310,7 +288,7 @@ def test_a_check_without_signing_never_reads_the_body() -> None:
     """The body is read only on a signing route: elsewhere a stalled body changes nothing."""
     check = through_envoy(signed_post(b"z" * 100))
     check["path"] = check["path"].replace("/auth-signing-required", "/auth-signing-off")
-    result = Service().check(
+    result = signing_service().check(
         check.pop("headers"), body_chunks=[b"z"], body_stalls=True, timeout=1, **check
     )
     assert result.reason == "ok"
@@ -318,19 +296,19 @@ def test_a_check_without_signing_never_reads_the_body() -> None:
 
 def test_an_unsigned_token_without_ipk_passes_if_present_routes() -> None:
     headers = [(b"approov-token", token().encode()), *NGINX_CONTEXT]
-    assert Service().check(headers, path="/auth-signing-if-present").reason == "ok"
+    assert signing_service().check(headers, path="/auth-signing-if-present").reason == "ok"
 
 
 @pytest.mark.parametrize("path", ["/auth-signing-required", "/auth-signing-if-present"])
 def test_an_allow_on_a_signing_route_is_never_cacheable(path: str) -> None:
     """A proxy's cache keys on the token, not the signature: it must not keep this answer."""
-    result = Service().check(through_nginx(sign(request(url=URL))), path=path)
+    result = signing_service().check(through_nginx(sign(request(url=URL))), path=path)
     assert (result.reason, result.headers["cache-control"]) == ("ok", "no-store")
     assert "vary" not in result.headers
 
 
 def test_a_monitored_signing_route_allows_a_refused_signature_as_monitor() -> None:
-    service = Service()
+    service = signing_service()
     result = service.check(through_nginx(request(url=URL)), path="/auth-signing-required-monitor")
     assert (result.status, result.reason) == (204, "message_signature_missing")
     assert service.last_line()["decision"] == "monitor"
@@ -338,7 +316,7 @@ def test_a_monitored_signing_route_allows_a_refused_signature_as_monitor() -> No
 
 def test_on_a_monitored_route_an_unknown_client_request_stays_denied() -> None:
     """message_target_unknown means a forgery or a proxy misconfigured: never let through."""
-    service = Service()
+    service = signing_service()
     headers = sign(request(url=URL)).header_pairs()
     result = service.check(headers, path="/auth-signing-required-monitor")
     assert (result.status, result.reason) == (401, "message_target_unknown")

@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.http.service import Service
+
+
+@pytest.fixture
+def service() -> Service:
+    """The app with the default settings."""
+    return Service()
