@@ -121,54 +121,7 @@ SERVERS = """
         root {www};
         include snippets/approov-unix.conf;
     }}
-    upstream floor_nginx {{
-        server 127.0.0.1:{floor_nginx};
-        keepalive 32;
-    }}
-    upstream floor_protocol {{
-        server 127.0.0.1:{floor_protocol};
-        keepalive 32;
-    }}
-    upstream floor_asgi {{
-        server 127.0.0.1:{floor_asgi};
-        keepalive 32;
-    }}
-    server {{  # floor: a second nginx (1 worker) answers `return 204`
-        listen 127.0.0.1:{p9};
-        access_log off;
-        root {www};
-        location / {{
-            auth_request /_floor;
-        }}
-        location = /_floor {{
-            include snippets/approov-subrequest-nocache.conf;
-            proxy_pass http://floor_nginx/auth;
-        }}
-    }}
-    server {{  # floor: uvloop + httptools, one asyncio.Protocol (bench/floors.py)
-        listen 127.0.0.1:{p10};
-        access_log off;
-        root {www};
-        location / {{
-            auth_request /_floor;
-        }}
-        location = /_floor {{
-            include snippets/approov-subrequest-nocache.conf;
-            proxy_pass http://floor_protocol/auth;
-        }}
-    }}
-    server {{  # floor: a bare ASGI app on gunicorn with uvicorn's worker
-        listen 127.0.0.1:{p11};
-        access_log off;
-        root {www};
-        location / {{
-            auth_request /_floor;
-        }}
-        location = /_floor {{
-            include snippets/approov-subrequest-nocache.conf;
-            proxy_pass http://floor_asgi/auth;
-        }}
-    }}
+{floor_servers}
     server {{  # authsvc, the snippet as shipped, message signing required
         listen 127.0.0.1:{p8};
         access_log off;
@@ -179,6 +132,38 @@ SERVERS = """
         }}
     }}
 """
+
+
+# The floors: what answers the subrequest, and the port (index into `ports`) of its row.
+FLOORS = {
+    "floor_nginx": ("a second nginx (1 worker) answers `return 204`", 9),
+    "floor_protocol": ("uvloop + httptools, one asyncio.Protocol (bench/floors.py)", 10),
+    "floor_asgi": ("a bare ASGI app on gunicorn with uvicorn's worker", 11),
+}
+
+
+def floor_servers(service_ports: dict[str, int], ports: list[int], www: Path) -> str:
+    """A server per floor, behind the same snippet as authsvc."""
+    return "".join(
+        f"""
+    upstream {name} {{
+        server 127.0.0.1:{service_ports[name]};
+        keepalive 32;
+    }}
+    server {{  # floor: {what}
+        listen 127.0.0.1:{ports[port_index]};
+        access_log off;
+        root {www};
+        location / {{
+            auth_request /_floor;
+        }}
+        location = /_floor {{
+            include snippets/approov-subrequest-nocache.conf;
+            proxy_pass http://{name}/auth;
+        }}
+    }}"""
+        for name, (what, port_index) in FLOORS.items()
+    )
 
 
 # The second nginx of the floor row: nothing but `return 204`.
@@ -402,7 +387,7 @@ def main() -> int:
 
     env = authsvc_env()
     authsvc_port, naive_port = free_port(), free_port()
-    floor_ports = {name: free_port() for name in ("floor_nginx", "floor_protocol", "floor_asgi")}
+    floor_ports = {name: free_port() for name in FLOORS}
     ports = [free_port() for _ in range(12)]
     socket_path = workdir / "authsvc.sock"
     running: list[subprocess.Popen[bytes]] = []
@@ -479,7 +464,7 @@ def main() -> int:
             naive=naive_port,
             www=workdir / "www",
             socket=socket_path,
-            **floor_ports,
+            floor_servers=floor_servers(floor_ports, ports, workdir / "www"),
             **{f"p{i}": port for i, port in enumerate(ports)},
         )
         nginx.render(

@@ -152,6 +152,20 @@ def sign(
     return message
 
 
+def signed_post(
+    body: bytes,
+    url: str = "https://api.example.com/v1/shapes?colour=red",
+    *,
+    token_value: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+    components: Sequence[str] = SDK_COMPONENTS,
+    created: float | None = None,
+) -> Request:
+    """A POST of `body` signed as the SDKs sign one (its Content-Digest covered)."""
+    message = request("POST", url, token_value=token_value, headers=headers, body=body)
+    return sign(message, components=components, created=created)
+
+
 def sign_by_hand(
     message: Request,
     components: Sequence[str],

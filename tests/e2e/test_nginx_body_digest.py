@@ -20,7 +20,15 @@ from demo.processes import free_port
 from tests.conftest import require
 from tests.e2e.app_requests import AUTHORIZATION
 from tests.e2e.servers import REPO_ROOT, Authsvc, Backend, Nginx, ProxiedStack, Reply
-from tests.signatures import SDK_COMPONENTS, Request, ipk_token, request, sign, sign_by_hand
+from tests.signatures import (
+    SDK_COMPONENTS,
+    Request,
+    ipk_token,
+    request,
+    sign,
+    sign_by_hand,
+    signed_post,
+)
 from tests.tokens import pay_for
 from tests.waiting import wait_until
 
@@ -84,13 +92,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BodyCheckStack]:
     running.stop()
 
 
-def signed_post(stack: ProxiedStack, target: str, body: bytes) -> Request:
-    token = ipk_token(pay=pay_for(AUTHORIZATION.encode()), did="device-7")
-    url = f"http://127.0.0.1:{stack.port}{target}"
-    message = request("POST", url, token_value=token, headers=[("Authorization", AUTHORIZATION)])
-    message.body = body
-    message.headers["Content-Length"] = str(len(body))
-    return sign(message, components=(*SDK_COMPONENTS, "authorization"))
+def app_post(stack: ProxiedStack, target: str, body: bytes) -> Request:
+    """What the app sends: a bound token with `ipk`, Authorization covered by the signature."""
+    return signed_post(
+        body,
+        f"http://127.0.0.1:{stack.port}{target}",
+        token_value=ipk_token(pay=pay_for(AUTHORIZATION.encode()), did="device-7"),
+        headers=[("Authorization", AUTHORIZATION)],
+        components=(*SDK_COMPONENTS, "authorization"),
+    )
 
 
 def send(stack: ProxiedStack, message: Request, target: str) -> Reply:
@@ -101,7 +111,7 @@ def test_a_signed_body_that_matches_its_digest_reaches_the_backend_whole(
     stack: ProxiedStack,
 ) -> None:
     body = json.dumps({"order": list(range(2000))}).encode()  # several reads from the socket
-    reply = send(stack, signed_post(stack, "/signed/orders?id=1", body), "/signed/orders?id=1")
+    reply = send(stack, app_post(stack, "/signed/orders?id=1", body), "/signed/orders?id=1")
     assert reply.status == 200, reply.body
     seen = reply.json()
     assert (seen["path"], seen["query"]) == ("/signed/orders", "id=1")
@@ -112,7 +122,7 @@ def test_a_signed_body_that_matches_its_digest_reaches_the_backend_whole(
 def test_a_body_changed_under_its_signed_digest_never_reaches_the_backend(
     stack: BodyCheckStack,
 ) -> None:
-    message = signed_post(stack, "/signed/pay", b'{"amount": 1}')
+    message = app_post(stack, "/signed/pay", b'{"amount": 1}')
     message.body = b'{"amount": 9}'
     before = stack.backend_requests()
     reply = send(stack, message, "/signed/pay")
@@ -125,10 +135,10 @@ def test_a_body_changed_under_its_signed_digest_never_reaches_the_backend(
 def test_the_access_log_says_what_the_body_check_decided(stack: BodyCheckStack) -> None:
     """authsvc allowed the headers (its decision line says ok), so only nginx's own log can
     tell the refused body: its `approov=` field carries the body check's reason."""
-    refused = signed_post(stack, "/signed/logged-refused", b'{"amount": 1}')
+    refused = app_post(stack, "/signed/logged-refused", b'{"amount": 1}')
     refused.body = b'{"amount": 9}'
     assert send(stack, refused, "/signed/logged-refused").status == 401
-    passed = signed_post(stack, "/signed/logged-passed", b'{"amount": 1}')
+    passed = app_post(stack, "/signed/logged-passed", b'{"amount": 1}')
     assert send(stack, passed, "/signed/logged-passed").status == 200
     access_log = stack.nginx.prefix / "logs" / "body-digest.access.log"
 
@@ -145,7 +155,7 @@ def test_the_access_log_says_what_the_body_check_decided(stack: BodyCheckStack) 
 
 
 def test_the_signature_is_still_checked_first(stack: ProxiedStack) -> None:
-    message = signed_post(stack, "/signed/a", b"{}")
+    message = app_post(stack, "/signed/a", b"{}")
     before = stack.backend_requests()
     assert send(stack, message, "/signed/b").status == 401
     assert stack.backend_requests() == before
@@ -153,7 +163,7 @@ def test_the_signature_is_still_checked_first(stack: ProxiedStack) -> None:
 
 def test_a_body_beyond_the_buffer_is_refused_by_nginx(stack: ProxiedStack) -> None:
     """The check needs the whole body in memory: nginx refuses a larger one (413)."""
-    message = signed_post(stack, "/signed/big", b"x" * (1024 * 1024 + 1))
+    message = app_post(stack, "/signed/big", b"x" * (1024 * 1024 + 1))
     before = stack.backend_requests()
     assert send(stack, message, "/signed/big").status == 413
     assert stack.backend_requests() == before

@@ -12,7 +12,7 @@ import authsvc.http.app
 from authsvc.http.app import MAX_FORWARDED_BODY_BYTES
 from authsvc.policy import BindingMode, SigningMode
 from tests.http.service import Service
-from tests.signatures import Request, request, sign
+from tests.signatures import Request, request, sign, signed_post
 from tests.tokens import OTHER_SECRET, token
 
 URL = "https://api.example.com/v1/shapes?colour=red"
@@ -209,10 +209,6 @@ def through_envoy(message: Request) -> dict[str, Any]:
         "query": query.encode(),
         "body": body,
     }
-
-
-def signed_post(body: bytes) -> Request:
-    return sign(request("POST", URL, body=body))
 
 
 def test_envoy_a_signed_post_with_its_whole_body_is_allowed_with_200() -> None:
