@@ -86,7 +86,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Read every APPROOV_* setting from `env`; raise one ConfigError listing all problems.
 
-        Key files are only named here; `authsvc.check.keys` reads them.
+        Key files are only named here; `authsvc.check.keysource` reads them.
         """
         problems: list[str] = []
         if not any(env.get(name, "").strip() for name in KEY_SETTINGS):

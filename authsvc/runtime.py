@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from authsvc.check.cache import CachingVerifier
-from authsvc.check.keys import KeySource
+from authsvc.check.keysource import KeySource
 from authsvc.check.signing import MessageSignatures
 from authsvc.check.verify import Checker, Verifier
 from authsvc.config import Settings

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from authsvc.check.credentials import Credentials
-from authsvc.check.keys import KeySource
+from authsvc.check.keysource import KeySource
 from authsvc.check.verify import Verdict
 from authsvc.config import Settings
 from authsvc.observe.decisionlog import MAX_LINE_BYTES

@@ -10,7 +10,8 @@ import time
 from typing import Any
 
 from authsvc.check.jose import HS256
-from authsvc.check.keys import Key, KeySource
+from authsvc.check.keys import Key
+from authsvc.check.keysource import KeySource
 from authsvc.check.verify import Verifier
 from authsvc.config import PUBLIC_DUMMY_SECRET_B64
 

@@ -31,7 +31,8 @@ from authsvc.check.jose import (
 from authsvc.policy import BindingMode, Decision, Reason
 
 if TYPE_CHECKING:
-    from authsvc.check.keys import Key, KeySource
+    from authsvc.check.keys import Key
+    from authsvc.check.keysource import KeySource
 
 MAX_TOKEN_BYTES = 4096
 # What a datetime can hold: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.

@@ -17,7 +17,8 @@ import falcon
 import falcon.asgi
 
 from authsvc.check.verify import Checker
-from authsvc.http.checks import CheckEndpoint, CheckRequest, CheckRoute
+from authsvc.http.checks import CheckEndpoint, CheckRequest
+from authsvc.http.routes import CheckRoute
 from authsvc.observe.decisionlog import DecisionLog
 from authsvc.observe.metrics import CONTENT_TYPE, Metrics
 from authsvc.runtime import Runtime

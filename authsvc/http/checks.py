@@ -1,6 +1,6 @@
-"""The check routes (`/auth…`), independent of how HTTP reaches them: which policy a path
-names, the verdict for a request's headers, the answer's status and header bytes, and the
-record of the decision.
+"""The check routes (`/auth…`), independent of how HTTP reaches them: the policy a path names
+(its grammar: authsvc.http.routes), the verdict for a request's headers, the answer's status
+and header bytes, and the record of the decision.
 
 Two servers call it: the fast path of authsvc.http.protocol, inside the HTTP parser's
 callbacks, and the ASGI app (authsvc.http.app) for what the fast path hands on. Both get the
@@ -29,13 +29,13 @@ from authsvc.check.origin import (
 from authsvc.check.signing import MessageSignatures
 from authsvc.check.verify import Checker, Verdict
 from authsvc.config import Settings
+from authsvc.http.routes import CheckRoute, parse_route
 from authsvc.observe.decisionlog import DecisionLog, header_text
 from authsvc.observe.metrics import Metrics
-from authsvc.policy import BindingMode, Decision, Reason, SigningMode
+from authsvc.policy import Decision, Reason, SigningMode
 
 log = logging.getLogger("authsvc.http.checks")
 
-AUTH_PATH = "/auth"
 Headers = list[tuple[bytes, bytes]]
 Decided = tuple[Verdict, str | None]
 """A verdict, and the type of the exception that made it an internal error."""
@@ -59,37 +59,6 @@ _CONTEXT_HEADERS = frozenset(
         b"expect",
     )
 )
-
-
-def _named(kind: str, modes: type[BindingMode] | type[SigningMode]) -> str:
-    return rf"(?:-{kind}-(?P<{kind}>" + "|".join(re.escape(mode.value) for mode in modes) + "))?"
-
-
-# `/auth` uses APPROOV_TOKEN_BINDING and APPROOV_MESSAGE_SIGNING; `-binding-<mode>` and
-# `-signing-<mode>` pin either or both (`/auth-binding-off-signing-required`), and `-monitor`
-# lets every failure through that monitor mode may, logged as `monitor`. Any of them may be
-# followed by `/<anything>`: the client's own path, appended by a proxy such as Envoy
-# (`path_prefix`). The policy ends at a hyphenated name, never at a slash, so nothing a client
-# appends after the proxy's prefix can reach a weaker policy.
-_AUTH_ROUTE = re.compile(
-    re.escape(AUTH_PATH)
-    + _named("binding", BindingMode)
-    + _named("signing", SigningMode)
-    + r"(?P<monitor>-monitor)?"
-    + r"(?P<client_path>/.*)?\Z",
-    re.DOTALL,
-)
-
-
-@dataclass(frozen=True, slots=True)
-class CheckRoute:
-    """The policy a check's path names."""
-
-    binding: BindingMode
-    signing: SigningMode
-    monitored: bool
-    appended: bool
-    """A path-appending proxy (Envoy) put the client's path after the policy."""
 
 
 @dataclass(slots=True)
@@ -162,15 +131,8 @@ class CheckEndpoint:
         self._metrics = metrics
         self._clock = clock
         self._reader = CredentialReader(settings.token_header, settings.binding_headers)
-        # The policy each route names, decided once: no name is the default.
-        self._binding_modes: dict[str | None, BindingMode] = {
-            None: settings.binding_mode,
-            **{mode.value: mode for mode in BindingMode},
-        }
-        self._signing_modes: dict[str | None, SigningMode] = {
-            None: settings.signing_mode,
-            **{mode.value: mode for mode in SigningMode},
-        }
+        self._default_binding = settings.binding_mode
+        self._default_signing = settings.signing_mode
         self._allow_status = settings.allow_status
         self._vary = b"vary: %s\r\n" % ", ".join(
             (settings.token_header, *settings.binding_headers)
@@ -184,24 +146,10 @@ class CheckEndpoint:
         known = self._routes.get(path)
         if known is not None:
             return known
-        match = _AUTH_ROUTE.match(path) if path.startswith(AUTH_PATH) else None
-        if match is None:
-            return None
-        route = CheckRoute(
-            self._binding_modes[match["binding"]],
-            self._signing_modes[match["signing"]],
-            match["monitor"] is not None,
-            match["client_path"] is not None,
-        )
-        if not route.appended:
+        route = parse_route(path, self._default_binding, self._default_signing)
+        if route is not None and not route.appended:
             self._routes[path] = route
         return route
-
-    @staticmethod
-    def reads_body(route: CheckRoute, request: CheckRequest) -> bool:
-        """Whether a signature may cover a body the request carries (Envoy
-        `with_request_body`): only the ASGI app reads bodies."""
-        return route.signing is not SigningMode.OFF and request.announces_body
 
     @overload
     def decide(self, route: CheckRoute, request: CheckRequest) -> Decided | None: ...

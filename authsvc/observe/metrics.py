@@ -15,7 +15,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from authsvc import __version__
-from authsvc.check.keys import KeySource
+from authsvc.check.keysource import KeySource
 from authsvc.check.verify import Verdict
 from authsvc.policy import Decision, Reason
 

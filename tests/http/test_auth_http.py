@@ -13,7 +13,7 @@ import falcon.testing
 import pytest
 
 from authsvc.check.credentials import Credentials
-from authsvc.check.keys import KeySource
+from authsvc.check.keysource import KeySource
 from authsvc.check.verify import Verdict, Verifier
 from authsvc.config import Settings
 from authsvc.http.app import create_app

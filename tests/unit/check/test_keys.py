@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from authsvc.check.credentials import Credentials
 from authsvc.check.jose import ES256, HS256, RS256
-from authsvc.check.keys import Key, KeySet, KeySource, load_keys, parse_jwks
+from authsvc.check.keys import Key, KeySet, parse_jwks
+from authsvc.check.keysource import KeySource, load_keys
 from authsvc.check.verify import Verdict, Verifier
 from authsvc.config import ConfigError, Settings
 from authsvc.policy import BindingMode, Reason

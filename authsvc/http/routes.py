@@ -1,0 +1,60 @@
+"""The check routes' grammar: which binding and signing policy a check's path names.
+
+`/auth` uses APPROOV_TOKEN_BINDING and APPROOV_MESSAGE_SIGNING; `-binding-<mode>` and
+`-signing-<mode>` pin either or both (`/auth-binding-off-signing-required`), and `-monitor`
+lets every failure through that monitor mode may, logged as `monitor`. Any of them may be
+followed by `/<anything>`: the client's own path, appended by a proxy such as Envoy
+(`path_prefix`). The policy ends at a hyphenated name, never at a slash, so nothing a client
+appends after the proxy's prefix can reach a weaker policy.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from authsvc.policy import BindingMode, SigningMode
+
+AUTH_PATH = "/auth"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRoute:
+    """The policy a check's path names."""
+
+    binding: BindingMode
+    signing: SigningMode
+    monitored: bool
+    appended: bool
+    """A path-appending proxy (Envoy) put the client's path after the policy."""
+
+
+def _named(kind: str, modes: type[BindingMode] | type[SigningMode]) -> str:
+    return rf"(?:-{kind}-(?P<{kind}>" + "|".join(re.escape(mode.value) for mode in modes) + "))?"
+
+
+_AUTH_ROUTE = re.compile(
+    re.escape(AUTH_PATH)
+    + _named("binding", BindingMode)
+    + _named("signing", SigningMode)
+    + r"(?P<monitor>-monitor)?"
+    + r"(?P<client_path>/.*)?\Z",
+    re.DOTALL,
+)
+
+
+def parse_route(
+    path: str, default_binding: BindingMode, default_signing: SigningMode
+) -> CheckRoute | None:
+    """The policy `path` names (a part it does not name: the default), or None if `path` is
+    not a check route."""
+    match = _AUTH_ROUTE.match(path) if path.startswith(AUTH_PATH) else None
+    if match is None:
+        return None
+    binding, signing = match["binding"], match["signing"]
+    return CheckRoute(
+        BindingMode(binding) if binding is not None else default_binding,
+        SigningMode(signing) if signing is not None else default_signing,
+        match["monitor"] is not None,
+        match["client_path"] is not None,
+    )
