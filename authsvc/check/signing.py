@@ -214,8 +214,6 @@ def _signature_input(member: tuple[Any, Any]) -> tuple[tuple[str, ...], Mapping[
             # `;sf`, `;key`, `;bs`, `;req`, `;tr`, `@query-param`, `@status`: not rebuilt here.
             raise _Refused(Reason.MESSAGE_COMPONENT_UNSUPPORTED)
         components.append(name)
-    if "@signature-params" in components:
-        raise _Refused(Reason.MESSAGE_SIGNATURE_MALFORMED)
     # RFC 9421 3.2: the verifier serialises the parsed parameters again.
     params_text = http_sf.ser({LABEL: member})[len(LABEL) + 1 :].encode("ascii")
     return tuple(components), parameters, params_text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,13 +13,14 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from authsvc.check.credentials import Credentials
 from authsvc.check.jose import ES256, HS256, RS256
-from authsvc.check.keys import Key, KeySet, parse_jwks
+from authsvc.check.keys import Key, KeySet, parse_jwks, parse_pem
 from authsvc.check.keysource import KeySource, load_keys
 from authsvc.check.verify import Verdict, Verifier
-from authsvc.config import ConfigError, Settings
+from authsvc.config import MIN_SECRET_BYTES, ConfigError, Settings
 from authsvc.policy import BindingMode, Reason
 from tests.tokens import DUMMY_SECRET, DUMMY_SECRET_B64, OTHER_SECRET, b64url, sign, token
 
@@ -416,3 +418,64 @@ def test_static_keys_stay_beside_the_jwks_url_keys(ec_key: ec.EllipticCurvePriva
     source = KeySource.from_settings(settings, fetch=server.fetch)
     assert [key.label for key in source.current.keys] == ["secret", "jwks-url:e1"]
     assert verdict_of(source, token()).reason is Reason.OK
+
+
+# --- the words a user reads of each key problem, exactly (make mutate) -----------------------
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (b"not json", "is not JSON"),
+        (b"[]", 'is not a JWKS document ({"keys": [...]})'),
+        (b'{"keys": []}', "holds no keys"),
+        (
+            json.dumps({"keys": [{**RFC7515_A2_JWK, "use": "enc"}]}).encode(),
+            "key 0: use 'enc' is not sig",
+        ),
+        (
+            json.dumps({"keys": [{**RFC7515_A2_JWK, "kid": "k1", "alg": "RS512"}]}).encode(),
+            "key 'k1': alg 'RS512' does not fit kty RSA",
+        ),
+        (
+            json.dumps(
+                {
+                    "keys": [
+                        {**RFC7515_A3_JWK, "kid": "a"},
+                        {**RFC7515_A3_JWK, "kid": "a"},
+                        {**RFC7515_A2_JWK, "kid": "b"},
+                        {**RFC7515_A2_JWK, "kid": "b"},
+                    ]
+                }
+            ).encode(),
+            "key id 'a' is used by more than one key; key id 'b' is used by more than one key",
+        ),
+    ],
+)
+def test_each_jwks_problem_is_said_in_these_words(document: bytes, message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        parse_jwks(document)
+
+
+def test_a_pem_problem_is_said_in_these_words() -> None:
+    expected = "is not a PEM public key (-----BEGIN PUBLIC KEY-----)"
+    with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
+        parse_pem(b"not a key")
+    ed25519 = Ed25519PrivateKey.generate().public_key()
+    expected = f"{type(ed25519).__name__} keys are not supported; use RSA or EC P-256"
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
+        parse_pem(ed25519.public_bytes(serialization.Encoding.PEM, spki))
+
+
+def test_keys_are_described_by_their_labels(ec_key: ec.EllipticCurvePrivateKey) -> None:
+    assert KeySet().describe() == "none"
+    keys = KeySet((Key(HS256, DUMMY_SECRET, "secret"), parse_pem(pem(ec_key))))
+    assert keys.describe() == "secret, public-key"
+
+
+def test_an_oct_jwk_of_exactly_the_minimum_length_is_accepted() -> None:
+    (key,) = parse_jwks(json.dumps({"keys": [oct_jwk(b"k" * MIN_SECRET_BYTES, "min")]}).encode())
+    assert (key.algorithm, key.kid) == (HS256, "min")
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        parse_jwks(json.dumps({"keys": [oct_jwk(b"k" * (MIN_SECRET_BYTES - 1), "short")]}).encode())

@@ -279,3 +279,19 @@ def test_an_original_url_that_is_not_a_url_leaves_it_unknown(url: bytes) -> None
 def test_the_public_base_url_also_replaces_ingress_nginxs_scheme_and_host() -> None:
     headers = [(n, v.replace(b"https:", b"http:")) for n, v in INGRESS]
     assert read(headers, base_url="https://api.example.com")[1] == EXPECTED_URL
+
+
+def test_with_no_source_of_the_method_the_checks_own_is_the_clients() -> None:
+    """A check sent straight to authsvc (no proxy headers): its own method is the client's."""
+    assert read([(b"host", b"api.example.com")], method="PATCH")[0] == "PATCH"
+
+
+def test_only_spaces_and_tabs_around_a_field_value_are_trimmed() -> None:
+    """RFC 9110 5.5: OWS is SP and HTAB; other control bytes are part of the value."""
+    fields = read([(b"x-field", b" \tv\x0c\t ")])[2]
+    assert fields["x-field"] == (b"v\x0c",)
+
+
+def test_a_public_base_url_that_is_not_one_is_said_so() -> None:
+    with pytest.raises(ValueError, match=r"^'api\.example\.com' is not a base URL$"):
+        ClientRequestReader("api.example.com")

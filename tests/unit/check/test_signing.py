@@ -4,7 +4,9 @@ a verdict out. Requests are signed by an independent RFC 9421 signer (tests.sign
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from authsvc.check.credentials import Credentials
 from authsvc.check.signing import (
+    MAX_SIGNATURE_FIELD_BYTES,
     ClientRequest,
     MessageSignatures,
     ecdsa_p256_verifies,
@@ -576,3 +579,173 @@ def test_rfc_b24s_ecdsa_signature_verifies_with_the_rfcs_key() -> None:
     )
     assert ecdsa_p256_verifies(key, signature, base)
     assert not ecdsa_p256_verifies(key, signature, base.replace(b"23", b"24"))
+
+
+# --- what mutation testing found unguarded (make mutate) -------------------------------------
+
+T = 1_800_000_000  # a whole second: boundaries compared exactly
+
+
+def at(created: int, lifetime: int | None = 15, **options: Any) -> Verdict:
+    return check(
+        sign(request(), created=created, lifetime=lifetime), clock=lambda: float(T), **options
+    )
+
+
+def test_the_boundaries_of_created_and_expires_are_exact() -> None:
+    """`created` may be now (+ skew), or exactly the max age old; `expires` now is expired."""
+    assert at(T).reason is Reason.OK
+    assert at(T + 2, clock_skew_seconds=2).reason is Reason.OK
+    assert at(T - 60, lifetime=None).reason is Reason.OK
+    assert at(T - 62, lifetime=None, clock_skew_seconds=2).reason is Reason.OK
+    assert at(T - 15).reason is Reason.MESSAGE_SIGNATURE_EXPIRED
+    assert at(T - 13, clock_skew_seconds=2).reason is Reason.OK
+
+
+def test_the_defaults_are_no_skew_and_a_refusal_that_denies() -> None:
+    refused = MessageSignatures(token_header="Approov-Token", max_age_seconds=60, clock=lambda: T)
+    message = sign(request(), created=T + 1)
+    verdict = refused.check(
+        token_verdict(message), message.as_forwarded(body=True), SigningMode.REQUIRED
+    )
+    assert (verdict.reason, verdict.decision) == (
+        Reason.MESSAGE_SIGNATURE_NOT_YET_VALID,
+        Decision.DENY,
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "old", "new"),
+    [
+        ("expires before created", ";expires=", ";expires="),
+        ("created a string", ";created=", ';created="1'),
+        ("keyid a token, not a string", 'keyid="test-install"', "keyid=test-install"),
+        ("nonce a token", ";alg=", ";nonce=abc;alg="),
+        ("tag a token", ";alg=", ";tag=abc;alg="),
+    ],
+)
+def test_each_malformed_parameter_is_refused(case: str, old: str, new: str) -> None:
+    message = edited("Signature-Input", old, new)
+    if case == "expires before created":
+        message.headers["Signature-Input"] = re.sub(
+            r";expires=\d+", ";expires=1", message.headers["Signature-Input"]
+        )
+    if case == "created a string":  # close the string the edit opened
+        message.headers["Signature-Input"] = message.headers["Signature-Input"].replace(
+            ";keyid=", '";keyid=', 1
+        )
+    assert check(message).reason is Reason.MESSAGE_PARAMETERS_INVALID, case
+
+
+def test_a_string_nonce_and_tag_are_accepted() -> None:
+    message = edited("Signature-Input", ";alg=", ';nonce="n";tag="t";alg=')
+    assert check(message).reason is not Reason.MESSAGE_PARAMETERS_INVALID
+
+
+def test_a_refused_signature_is_never_marked_as_from_the_cache() -> None:
+    """The token may come from the cache; a signature is checked each time, and a refusal of
+    it is a fresh verdict (no cached marker, so nothing memoised for the allow is reused)."""
+    message = sign(request(), created=NOW - 120, lifetime=None)
+    cached = dataclasses.replace(token_verdict(message), cached=True)
+    verdict = signatures().check(cached, message.as_forwarded(body=True), SigningMode.REQUIRED)
+    assert (verdict.reason, verdict.cached) == (Reason.MESSAGE_SIGNATURE_STALE, False)
+
+
+def test_an_installation_key_that_is_not_strict_base64_is_invalid() -> None:
+    """b64decode without validate=True would skip the stray character and load the key."""
+    ipk = APPROOV_TEST_IPK[:10] + "!" + APPROOV_TEST_IPK[10:]
+    message = sign(request(token_value=ipk_token(ipk=ipk)), created=NOW)
+    assert check(message).reason is Reason.IPK_INVALID
+
+
+@pytest.mark.parametrize(
+    ("case", "value"),
+    [("CR", "a\rb"), ("LF", "a\nb")],
+)
+def test_a_covered_value_with_a_line_break_is_malformed(case: str, value: str) -> None:
+    message = sign(
+        request(headers=[("X-Covered", "v")]),
+        components=(*SDK_COMPONENTS, "x-covered"),
+        created=NOW,
+    )
+    forwarded = message.as_forwarded(body=True)
+    fields = {**forwarded.fields, "x-covered": (value.encode(),)}
+    reason = check(message, forwarded=dataclasses.replace(forwarded, fields=fields)).reason
+    assert reason is Reason.MESSAGE_SIGNATURE_MALFORMED, case
+
+
+def test_a_covered_field_sent_twice_is_signed_as_its_values_joined_with_comma_space() -> None:
+    message = sign(
+        request(headers=[("X-Covered", "a, b")]),
+        components=(*SDK_COMPONENTS, "x-covered"),
+        created=NOW,
+    )
+    forwarded = message.as_forwarded(body=True)
+    fields = {**forwarded.fields, "x-covered": (b"a", b"b")}
+    assert (
+        check(message, forwarded=dataclasses.replace(forwarded, fields=fields)).reason is Reason.OK
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "component", "line"),
+    [
+        ("https://api.example.com", "@path", '"@path": /'),
+        ("https://api.example.com", "@request-target", '"@request-target": /'),
+        ("https://api.example.com/p?a=1?b=2", "@path", '"@path": /p'),
+        ("https://api.example.com/p?a=1?b=2", "@query", '"@query": ?a=1?b=2'),
+    ],
+)
+def test_derived_components_of_unusual_urls_follow_rfc_9421(
+    url: str, component: str, line: str
+) -> None:
+    """An empty path is `/` (2.2.6, 2.2.5); a query runs from the first `?` (2.2.7). Written
+    out by hand: the reference signer gives an empty path as it stands."""
+    message = sign(request(url=url), components=(*SDK_COMPONENTS, component), created=NOW)
+    base = signature_base(message.as_forwarded(body=True)).decode()
+    assert line in base.splitlines()
+
+
+def test_a_signature_covering_its_own_params_is_refused() -> None:
+    message = edited("Signature-Input", '"@method"', '"@signature-params" "@method"')
+    assert check(message).reason is Reason.MESSAGE_COMPONENT_UNSUPPORTED
+
+
+def test_a_component_that_is_not_a_string_is_malformed() -> None:
+    message = edited("Signature-Input", '"@method"', '1 "@method"')
+    assert check(message).reason is Reason.MESSAGE_SIGNATURE_MALFORMED
+
+
+def test_a_signature_field_over_its_limit_is_malformed() -> None:
+    message = signed_get()
+    message.headers["Signature"] += ", x=" + "a" * MAX_SIGNATURE_FIELD_BYTES
+    assert check(message).reason is Reason.MESSAGE_SIGNATURE_MALFORMED
+
+
+def test_a_target_uri_without_scheme_and_authority_is_unknown() -> None:
+    message = sign(request(), components=(*SDK_COMPONENTS, "@authority"), created=NOW)
+    forwarded = dataclasses.replace(message.as_forwarded(body=True), target_uri="/no/origin")
+    assert check(message, forwarded=forwarded).reason is Reason.MESSAGE_TARGET_UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("case", "digest"),
+    [
+        ("not base64", 'sha-256="!!!"'),
+        ("base64 with a stray character", None),
+        ("an unknown algorithm first", None),
+    ],
+)
+def test_content_digest_members_are_checked_strictly(case: str, digest: str | None) -> None:
+    body = b'{"shape": "circle"}'
+    good = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    if case == "base64 with a stray character":
+        digest = f'sha-256="{good[:8]}!{good[8:]}"'
+    elif case == "an unknown algorithm first":
+        digest = f"unknown=:AAAA:, sha-256=:{good}:"
+    assert digest is not None
+    # Signed with this Content-Digest as it stands (covered): the digest check alone decides.
+    message = request("POST", body=body, headers=[("Content-Digest", digest)])
+    message = sign_by_hand(message, (*SDK_COMPONENTS, "content-digest"), created=NOW)
+    expected = Reason.OK if case == "an unknown algorithm first" else Reason.CONTENT_DIGEST_MISMATCH
+    assert check(message).reason is expected, case

@@ -492,3 +492,10 @@ def test_kid_that_is_not_a_string_is_malformed(kid: Any) -> None:
     assert reason(
         sign({**HS256_HEADER, "kid": kid}, {"exp": 4_000_000_000}), mode=BindingMode.OFF
     ) is (Reason.TOKEN_MALFORMED)
+
+
+def test_a_verdict_monitor_mode_lets_through_is_never_marked_as_from_the_cache() -> None:
+    """Only allowed verdicts are cached; what monitor mode lets through is a fresh verdict, so
+    nothing memoised for a cached allow (headers, log fragments) is reused for it."""
+    monitored = Verdict(Reason.BINDING_MISMATCH, Decision.DENY, cached=True).monitored()
+    assert (monitored.decision, monitored.cached) == (Decision.MONITOR, False)
