@@ -694,6 +694,7 @@ def test_a_covered_field_sent_twice_is_signed_as_its_values_joined_with_comma_sp
         ("https://api.example.com", "@request-target", '"@request-target": /'),
         ("https://api.example.com/p?a=1?b=2", "@path", '"@path": /p'),
         ("https://api.example.com/p?a=1?b=2", "@query", '"@query": ?a=1?b=2'),
+        ("https://api.example.com?a=1", "@path", '"@path": /'),
     ],
 )
 def test_derived_components_of_unusual_urls_follow_rfc_9421(
@@ -749,3 +750,46 @@ def test_content_digest_members_are_checked_strictly(case: str, digest: str | No
     message = sign_by_hand(message, (*SDK_COMPONENTS, "content-digest"), created=NOW)
     expected = Reason.OK if case == "an unknown algorithm first" else Reason.CONTENT_DIGEST_MISMATCH
     assert check(message).reason is expected, case
+
+
+@pytest.mark.parametrize(
+    ("case", "header", "value"),
+    [
+        ("Signature-Input member not an inner list", "Signature-Input", "install=abc"),
+        ("Signature member neither bytes nor a string", "Signature", "install=1"),
+    ],
+)
+def test_members_of_the_wrong_type_are_malformed(case: str, header: str, value: str) -> None:
+    message = signed_get()
+    message.headers[header] = value
+    assert check(message).reason is Reason.MESSAGE_SIGNATURE_MALFORMED, case
+
+
+def test_signature_base_of_a_request_without_that_signature_says_so() -> None:
+    unsigned = request().as_forwarded(body=True)
+    with pytest.raises(ValueError, match=r"^no signature labelled 'install'$"):
+        signature_base(unsigned)
+
+
+def test_a_signature_field_of_exactly_its_limit_is_read() -> None:
+    """MAX_SIGNATURE_FIELD_BYTES is the most a field may take, not one byte less."""
+
+    def padded(total: int) -> Request:
+        message = signed_get()
+        message.headers["Signature-Input"] += ', x=("@method");created=1'
+        filler = ', x=:AAAA:;p=""'
+        room = total - len(message.headers["Signature"]) - len(filler)
+        message.headers["Signature"] += filler.replace('""', '"' + "a" * room + '"')
+        assert len(message.headers["Signature"]) == total
+        return message
+
+    assert check(padded(MAX_SIGNATURE_FIELD_BYTES)).reason is Reason.OK
+    assert check(padded(MAX_SIGNATURE_FIELD_BYTES + 1)).reason is (
+        Reason.MESSAGE_SIGNATURE_MALFORMED
+    )
+
+
+def test_a_content_digest_that_is_not_a_dictionary_fails_the_body() -> None:
+    message = request("POST", body=b"{}", headers=[("Content-Digest", "not a dictionary!")])
+    message = sign_by_hand(message, (*SDK_COMPONENTS, "content-digest"), created=NOW)
+    assert check(message).reason is Reason.CONTENT_DIGEST_MISMATCH
