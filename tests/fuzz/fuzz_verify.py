@@ -25,7 +25,7 @@ VERIFIER = secret_verifier()
 READER = CredentialReader("Approov-Token", ("Authorization",))
 APP = dummy_app()
 MODES = list(BindingMode)
-SEED = bound_token(b"Bearer fuzz").encode()
+SEED = bound_token(b"Bearer fuzz", ttl=86400).encode()  # a day: a long fuzzing run
 IPK_TOKEN = ipk_token(ttl=86400).encode()
 SIGNING_HEADERS = (
     b"signature-input",
