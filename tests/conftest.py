@@ -42,11 +42,11 @@ class _Errors(logging.Handler):
 
 @pytest.fixture(autouse=True)
 def no_internal_error(request: pytest.FixtureRequest) -> Iterator[None]:
-    """A crash must never pass for a deny: any test in which the app hit an internal error
-    (a denied `internal_error`, or a failure after the verdict) fails, unless it is marked
-    `internal_error`."""
+    """A crash must never pass for a deny: any test in which authsvc logged an error (a denied
+    `internal_error`, a failure after the verdict, metrics not recorded) fails, unless it is
+    marked `internal_error`. Every module logs on its `__name__`: the `authsvc` tree hears all."""
     errors = _Errors()
-    logger = logging.getLogger("authsvc.http.app")
+    logger = logging.getLogger("authsvc")
     logger.addHandler(errors)
     try:
         yield

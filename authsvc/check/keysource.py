@@ -22,7 +22,7 @@ from authsvc.config import ConfigError, Settings, decode_secret
 
 MAX_KEY_DOCUMENT_BYTES = 1 << 20
 
-log = logging.getLogger("authsvc.check.keysource")
+log = logging.getLogger(__name__)
 
 
 def load_keys(settings: Settings) -> KeySet:

@@ -34,7 +34,7 @@ from authsvc.observe.decisionlog import DecisionLog, header_text
 from authsvc.observe.metrics import Metrics
 from authsvc.policy import Decision, Reason, SigningMode
 
-log = logging.getLogger("authsvc.http.checks")
+log = logging.getLogger(__name__)
 
 Headers = list[tuple[bytes, bytes]]
 Decided = tuple[Verdict, str | None]

@@ -57,6 +57,8 @@ class CheckProtocol(HttpToolsProtocol):
         self._checks: CheckEndpoint | None = getattr(self.config.app, "checks", None)
         self._draining = False
         self._answered = False  # the request being parsed was answered from the callbacks
+        self._app_reads_body = False  # the app was handed the request whose body is arriving
+        self._refused = False  # bytes llhttp refused came while answers were owed: 400 after them
         self._in_head = False  # a request head has begun and is not complete
         self._head_bytes = 0  # bytes received while it was incomplete
         self._head_completed = False  # a head completed in the bytes being parsed
@@ -69,6 +71,8 @@ class CheckProtocol(HttpToolsProtocol):
     # The request head: bounded in size and in time.
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:  # nothing after bytes llhttp refused is read
+            return
         self._unset_keepalive_if_required()
         self._head_completed = False
         try:
@@ -76,6 +80,10 @@ class CheckProtocol(HttpToolsProtocol):
         except httptools.HttpParserError:
             if self._answered:  # its head was fine, its body is not: no second answer
                 self.transport.close()
+            elif self._answers_owed() and not self._app_reads_body:
+                # uvicorn would write the 400 ahead of the answers still owed, which a client
+                # then reads as theirs: it follows them (on_response_complete).
+                self._refused = True
             else:
                 self.send_400_response("Invalid HTTP request received.")
             return
@@ -105,11 +113,15 @@ class CheckProtocol(HttpToolsProtocol):
         self.url = b""
         self.headers = []
         self._answered = False
+        self._app_reads_body = False
         self._in_head = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        # uvicorn's also looks for `Expect: 100-continue` on every header: see _to_app.
-        self.headers.append((name.lower(), value))
+        # llhttp hands a chunked body's trailer fields to this callback too, after the head:
+        # they are never header fields (RFC 9110 6.5), and the app may not have read the list
+        # yet. uvicorn's also looks for `Expect: 100-continue` on every header: see _to_app.
+        if self._in_head:
+            self.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -133,14 +145,18 @@ class CheckProtocol(HttpToolsProtocol):
             name == b"expect" and value.lower() == b"100-continue" for name, value in self.headers
         )
         super().on_headers_complete()
+        self._app_reads_body = True
         if self._draining or self.parser.should_upgrade():
             self.cycle.keep_alive = False
+
+    def _answers_owed(self) -> bool:
+        """The app is still answering a request, or has requests queued behind it."""
+        return bool(self.pipeline) or (self.cycle is not None and not self.cycle.response_complete)
 
     def _answer_check(self) -> bool:
         """Answer the request here if it is a check that needs nothing the app alone has."""
         checks = self._checks
-        busy = self.pipeline or (self.cycle is not None and not self.cycle.response_complete)
-        if checks is None or busy:
+        if checks is None or self._answers_owed():
             return False
         started = time.perf_counter()
         url = httptools.parse_url(self.url)
@@ -202,8 +218,16 @@ class CheckProtocol(HttpToolsProtocol):
             super().on_body(body)
 
     def on_message_complete(self) -> None:
+        self._app_reads_body = False
         if not self._answered:
             super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        if self._refused and not self._answers_owed() and not self.transport.is_closing():
+            self.server_state.total_requests += 1
+            self.send_400_response("Invalid HTTP request received.")
+            return
+        super().on_response_complete()
 
     def resume_writing(self) -> None:
         super().resume_writing()

@@ -7,11 +7,12 @@ import logging
 import math
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from gunicorn.app.base import BaseApplication
 
@@ -23,6 +24,9 @@ from authsvc.observe.metrics import MULTIPROCESS_DIR_VARIABLE
 from authsvc.runtime import Runtime, load
 
 log = logging.getLogger("gunicorn.error")
+# authsvc's own modules log on their `__name__`, beside gunicorn's lines and in their format,
+# with the module named: an operator (and the end-to-end tests) can tell every error apart.
+AUTHSVC_LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 
 # A stopping worker answers with `Connection: close` meanwhile, so nginx moves to new workers.
 DEFAULT_GRACEFUL_TIMEOUT = 30
@@ -142,6 +146,14 @@ def _forget_worker_metrics(server: Any, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
+def log_authsvc_modules(logger: logging.Logger, level: str, stream: IO[str]) -> None:
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter(AUTHSVC_LOG_FORMAT, "%Y-%m-%d %H:%M:%S %z"))
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    logger.propagate = False
+
+
 def serve(runtime: Runtime, options: ServeOptions) -> None:
     """Run gunicorn until it stops, with a clean Prometheus multiprocess directory."""
     private = options.metrics_dir is None
@@ -150,6 +162,7 @@ def serve(runtime: Runtime, options: ServeOptions) -> None:
     for stale in metrics_dir.glob("*.db"):  # values of an earlier run would be summed in
         stale.unlink()
     os.environ[MULTIPROCESS_DIR_VARIABLE] = str(metrics_dir)
+    log_authsvc_modules(logging.getLogger("authsvc"), options.log_level, sys.stderr)
     master = os.getpid()
     try:
         AuthServer(runtime, options.gunicorn()).run()

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
 MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
-log = logging.getLogger("authsvc.observe.metrics")
+log = logging.getLogger(__name__)
 # Verification takes tens of microseconds; a miss that parses a big token, a few hundred.
 # How far behind the decisions a worker's metrics may be (a scrape every 15 s or more).
 FLUSH_SECONDS = 1.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -124,12 +125,16 @@ class Authsvc(Process):
     def stop(self) -> None:
         """Stop it, and fail if it hit an internal error: a crash must not pass for a deny."""
         super().stop()
-        crashes = [line for line in self.log_text().splitlines() if _is_internal_error(line)]
+        crashes = [line for line in self.log_text().splitlines() if is_internal_error(line)]
         assert not crashes, f"authsvc on port {self.port} hit internal errors: {crashes[:3]}"
 
 
-def _is_internal_error(line: str) -> bool:
-    return '"reason": "internal_error"' in line or "answered but not recorded" in line
+_AUTHSVC_ERROR = re.compile(r"\[(?:ERROR|CRITICAL)\] authsvc\.")
+
+
+def is_internal_error(line: str) -> bool:
+    """A denied internal error, or an error any authsvc module logged (AUTHSVC_LOG_FORMAT)."""
+    return '"reason": "internal_error"' in line or bool(_AUTHSVC_ERROR.search(line))
 
 
 class Backend(Process):

@@ -3,9 +3,10 @@
 Arbitrary bytes (seeded with real checks), cut into arbitrary reads, on one connection. A
 crash is: a response llhttp's own response parser refuses, a write after the close, the app's
 tasks never finishing, or a different sequence of answers than the same bytes in one read gives
-(the connection's state then mixed two requests). `make fuzz FUZZ_TARGET=protocol` runs it;
-libFuzzer saves a crash in tests/fuzz/crashes/: turn it into a case of
-tests/unit/http/test_protocol.py with the fix.
+(the connection's state then mixed two requests), or a check whose credentials came only in
+its chunked body's trailer fields answered anything but `token_missing`.
+`make fuzz FUZZ_TARGET=protocol` runs it; libFuzzer saves a crash in tests/fuzz/crashes/:
+turn it into a case of tests/unit/http/test_protocol.py with the fix.
 """
 
 from __future__ import annotations
@@ -25,6 +26,15 @@ CHECK = (
     b"GET /auth HTTP/1.1\r\nHost: a\r\nX-Request-ID: 1\r\nApproov-Token: %s\r\n"
     b"Authorization: Bearer abc\r\n\r\n" % bound_token(exp=2**40).encode()
 )
+# A check whose credentials are trailer fields (RFC 9110 6.5: never header fields), alone or
+# queued behind an app route.
+TRAILED = (
+    b"POST /auth HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+    b"Approov-Token: %s\r\nAuthorization: Bearer abc\r\n\r\n" % bound_token(exp=2**40).encode()
+)
+HEALTH = b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"
+# What the fuzzed bytes follow: nothing, a valid check (into pipelining), or a trailed check.
+PREFIXES = (b"", CHECK, TRAILED, HEALTH + TRAILED)
 
 
 def answers(responses: list[Response]) -> list[tuple[int, bytes | None, bytes | None]]:
@@ -46,12 +56,14 @@ def served(pieces: list[bytes]) -> list[tuple[int, bytes | None, bytes | None]]:
 def one_input(data: bytes) -> None:
     provider = atheris.FuzzedDataProvider(data)
     cuts = [provider.ConsumeIntInRange(0, 4096) for _ in range(provider.ConsumeIntInRange(0, 8))]
-    raw = provider.ConsumeBytes(4096)
-    if provider.ConsumeBool():
-        raw = CHECK + raw  # past the first request, into pipelining
+    prefix = PREFIXES[provider.ConsumeIntInRange(0, len(PREFIXES) - 1)]
+    raw = prefix + provider.ConsumeBytes(4096)
     pieces = split(raw, cuts)
     whole = served([raw])
     assert served(pieces) == whole, (whole, pieces)
+    if prefix.endswith(TRAILED):
+        trailed = whole[prefix.count(b" HTTP/1.1\r\n") - 1]
+        assert trailed[:2] == (401, b"token_missing"), whole
 
 
 def main() -> None:

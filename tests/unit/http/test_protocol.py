@@ -15,7 +15,8 @@ import authsvc.http.protocol
 from authsvc.http.protocol import MAX_HEAD_BYTES
 from tests.asgi import dummy_app
 from tests.protocol_harness import Connection, Response, parse_responses, split
-from tests.tokens import bound_token
+from tests.signatures import ipk_token, signed_post
+from tests.tokens import bound_token, pay_for
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,15 @@ def test_framing_llhttp_refuses_gets_400_and_a_close(case: str, framing: bytes) 
     assert ([response.status for response in responses], closed) == ([400], True), case
 
 
+def test_bytes_llhttp_refuses_behind_app_requests_get_their_400_after_the_answers_owed() -> None:
+    """Found by the fuzz target: uvicorn wrote the 400 ahead of the app's answers (a client
+    reads it as the answer to its first request), then the app wrote after the close."""
+    raw = requests_of([exchanges()[6], exchanges()[1]]) + b"\xff"
+    for cut in range(len(raw) + 1):
+        responses, closed = served(split(raw, [cut]))
+        assert ([r.status for r in responses], closed) == ([200, 401, 400], True), cut
+
+
 @pytest.mark.parametrize("where", ["request line", "a header"])
 def test_a_head_over_the_limit_gets_431_and_a_close(where: str) -> None:
     big = b"a" * 2 * MAX_HEAD_BYTES  # in 64 KB reads: over the limit before its end
@@ -225,3 +235,55 @@ def test_a_check_behind_an_app_request_waits_for_its_answer() -> None:
     chosen = [pool[7], pool[0], pool[1]]
     responses, _ = served([requests_of(chosen)])
     assert answers(responses) == expected(chosen)
+
+
+# --- trailer fields (RFC 9110 6.5): never the check's header fields -------------------------
+
+
+def chunked_check(
+    head: bytes, trailers: bytes, path: bytes = b"/auth", chunk: bytes = b""
+) -> bytes:
+    """A check with a chunked body: `chunk` (if any), then the last chunk and `trailers`."""
+    body = (b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunk else b"") + b"0\r\n" + trailers + b"\r\n"
+    start = b"POST %s HTTP/1.1\r\nHost: authsvc\r\nTransfer-Encoding: chunked\r\n" % path
+    return start + head + b"\r\n" + body
+
+
+@pytest.mark.parametrize(
+    "before",
+    [b"", b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"],
+    ids=["alone", "queued behind /healthz", "queued behind /metrics"],
+)
+def test_credentials_in_a_chunked_bodys_trailers_are_not_the_checks_headers(before: bytes) -> None:
+    trailers = b"Approov-Token: %s\r\nAuthorization: Bearer abc\r\n" % bound_token().encode()
+    responses, _ = served([before + chunked_check(b"", trailers)])
+    last = responses[-1]
+    assert (last.status, last.headers.get(b"x-approov-reason")) == (401, b"token_missing")
+
+
+def test_a_signature_in_the_trailers_of_a_body_the_app_reads_is_not_the_checks_signature() -> None:
+    """The ASGI app reads a signed route's forwarded body; a signature that arrives after it,
+    as trailer fields, is not a header of the check."""
+    message = signed_post(b'{"amount": 1}', token_value=ipk_token(pay=pay_for(b"Bearer abc")))
+    signature = {b"signature", b"signature-input"}
+    head = [(n, v) for n, v in message.header_pairs() if n not in signature | {b"content-length"}]
+    trailers = [(n, v) for n, v in message.header_pairs() if n in signature]
+    context = [
+        (b"authorization", b"Bearer abc"),
+        (b"x-original-method", b"POST"),
+        (b"x-original-uri", b"/v1/shapes?colour=red"),
+        (b"x-forwarded-proto", b"https"),
+        (b"x-forwarded-host", b"api.example.com"),
+    ]
+    raw = chunked_check(
+        fields(head + context), fields(trailers), b"/auth-signing-required", message.body or b""
+    )
+    responses, _ = served([raw])
+    assert (responses[0].status, responses[0].headers[b"x-approov-reason"]) == (
+        401,
+        b"message_signature_missing",
+    )
+
+
+def fields(pairs: list[tuple[bytes, bytes]]) -> bytes:
+    return b"".join(b"%s: %s\r\n" % pair for pair in pairs)
