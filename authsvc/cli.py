@@ -21,6 +21,7 @@ from authsvc.config import (
     DEFAULT_TOKEN_HEADER,
     PUBLIC_DUMMY_SECRET_B64,
     ConfigError,
+    redacted_url,
 )
 from authsvc.environment import load_environment
 from authsvc.http.server import (
@@ -258,7 +259,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     try:
         runtime = load(environ)
         if args.command == "check-config" and not runtime.keys.ready:
-            url = runtime.settings.jwks_url
+            url = redacted_url(runtime.settings.jwks_url or "")
             raise ConfigError([f"APPROOV_JWKS_URL: {url} could not be loaded"])
     except ConfigError as error:
         print(f"authsvc: {error}", file=sys.stderr)

@@ -137,7 +137,7 @@ class Settings:
             *([f"jwks-file({self.jwks_file})"] if self.jwks_file else []),
             *(
                 [
-                    f"jwks-url({self.jwks_url}, every {self.jwks_refresh_seconds}s,"
+                    f"jwks-url({redacted_url(self.jwks_url)}, every {self.jwks_refresh_seconds}s,"
                     " same-origin redirects only, at most 1 MiB)"
                 ]
                 if self.jwks_url
@@ -194,13 +194,31 @@ def _parse_secret_list(raw: str) -> tuple[bytes, ...]:
 def _parse_jwks_url(raw: str) -> str:
     parts = urlsplit(raw)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ValueError(f"{raw!r} is not an https URL")
+        raise ValueError(f"{redacted_url(raw)!r} is not an https URL")
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ValueError(
-            f"{raw!r} is plain http: anyone on the path could replace the keys; use https"
-            " (plain http is accepted only to a loopback address, for tests)"
+            f"{redacted_url(raw)!r} is plain http: anyone on the path could replace the keys;"
+            " use https (plain http is accepted only to a loopback address, for tests)"
         )
     return raw
+
+
+def redacted_url(url: str) -> str:
+    """`url` fit to print: a key service's URL may carry a secret as `user:password@` or as a
+    query value (`?api_key=…`), so those are replaced by `***`, as is a fragment."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    query = "&".join(
+        f"{item.partition('=')[0]}=***" if "=" in item else "***" if item else ""
+        for item in parts.query.split("&")
+    )
+    return (
+        f"{parts.scheme}://{netloc}{parts.path}"
+        + (f"?{query}" if parts.query else "")
+        + ("#***" if parts.fragment else "")
+    )
 
 
 def is_loopback(host: str) -> bool:

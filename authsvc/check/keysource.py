@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from authsvc.check.jose import HS256
 from authsvc.check.keys import Key, KeySet, duplicate_kids, parse_jwks, parse_pem
-from authsvc.config import ConfigError, Settings, decode_secret
+from authsvc.config import ConfigError, Settings, decode_secret, redacted_url
 
 MAX_KEY_DOCUMENT_BYTES = 1 << 20
 
@@ -94,9 +94,8 @@ class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
         newurl: str,
     ) -> urllib.request.Request | None:
         if _origin(newurl) != _origin(req.full_url):
-            raise urllib.error.HTTPError(
-                req.full_url, code, f"redirect to another origin refused: {newurl}", headers, fp
-            )
+            refusal = f"redirect to another origin refused: {redacted_url(newurl)}"
+            raise urllib.error.HTTPError(req.full_url, code, refusal, headers, fp)
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
@@ -121,7 +120,7 @@ def fetch_jwks(url: str, timeout: float, fetch: Callable[[str, float], bytes]) -
     try:
         return parse_jwks(fetch(url, timeout))
     except (OSError, ValueError) as error:
-        log.warning("JWKS %s not loaded: %s", url, error)
+        log.warning("JWKS %s not loaded: %s", redacted_url(url), error)
         return None
 
 
@@ -191,7 +190,7 @@ class KeySource:
         )
         clashes = duplicate_kids((*self._static.keys, *from_url))
         if clashes:
-            log.warning("JWKS %s not loaded: %s", self._jwks_url, "; ".join(clashes))
+            log.warning("JWKS %s not loaded: %s", redacted_url(self._jwks_url), "; ".join(clashes))
             return self._loaded(ok=False)
         self.current = replace(self._static, keys=(*self._static.keys, *from_url))
         self._url_loaded = True

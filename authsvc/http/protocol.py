@@ -60,8 +60,11 @@ class CheckProtocol(HttpToolsProtocol):
         self._app_reads_body = False  # the app was handed the request whose body is arriving
         self._refused = False  # bytes llhttp refused came while answers were owed: 400 after them
         self._in_head = False  # a request head has begun and is not complete
-        self._head_bytes = 0  # bytes received while it was incomplete
-        self._head_completed = False  # a head completed in the bytes being parsed
+        self._head_bytes = 0  # the open head's bytes before the piece being parsed
+        self._head_start = 0  # where in that piece the open head began
+        self._piece_bytes = 0  # that piece's length: a head ends where a piece ends
+        self._piece_body_bytes = 0  # body bytes in that piece so far
+        self._tail = b""  # the last bytes received, for a head end split between reads
         self._head_timer: asyncio.TimerHandle | None = None
         self._paused_for_writes = False
         # uvicorn's headers for every answer (`date`), renewed each second, as bytes.
@@ -74,9 +77,46 @@ class CheckProtocol(HttpToolsProtocol):
         if self._refused:  # nothing after bytes llhttp refused is read
             return
         self._unset_keepalive_if_required()
-        self._head_completed = False
+        start = 0
+        for end in self._piece_ends(data):
+            piece = data if end - start == len(data) else memoryview(data)[start:end]
+            if not self._parse(piece):
+                return
+            start = end
+        self._tail = data[-3:]
+        if not self._in_head:
+            return
+        if self._head_bytes > MAX_HEAD_BYTES:
+            self._refuse_head()
+        elif self._head_timer is None:
+            self._head_timer = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._head_timed_out)
+
+    def _piece_ends(self, data: bytes) -> list[int]:
+        """`data` cut after every `\r\n\r\n`, so that the open head's bytes are counted
+        exactly. llhttp takes no other line end (it refuses a bare LF), so a request head ends
+        at its first `\r\n\r\n`, a chunked body at one too (the byte before it is never a
+        LF): a head then begins at the start of a piece, or after a Content-Length body's last
+        bytes, which on_body counts."""
+        ends = []
+        split = (self._tail + data[:3]).find(b"\r\n\r\n")  # its end in this read
+        end = split + 4 - len(self._tail) if split >= 0 else 0
+        if end > 0:
+            ends.append(end)
+        while (found := data.find(b"\r\n\r\n", end)) >= 0:
+            end = found + 4
+            ends.append(end)
+        if end < len(data):
+            ends.append(len(data))
+        return ends
+
+    def _parse(self, piece: bytes | memoryview) -> bool:
+        """Feed one piece to llhttp and count the open head's bytes in it; False once the
+        connection is answered for good (an error, an upgrade)."""
+        self._head_start = 0  # unless a head begins in it (on_message_begin)
+        self._piece_bytes = len(piece)
+        self._piece_body_bytes = 0
         try:
-            self.parser.feed_data(data)
+            self.parser.feed_data(piece)
         except httptools.HttpParserError:
             if self._answered:  # its head was fine, its body is not: no second answer
                 self.transport.close()
@@ -86,22 +126,19 @@ class CheckProtocol(HttpToolsProtocol):
                 self._refused = True
             else:
                 self.send_400_response("Invalid HTTP request received.")
-            return
+            return False
         except httptools.HttpParserUpgrade:
             # The upgrade (or CONNECT) request was answered with `Connection: close`; what
             # follows it on the connection is not HTTP and is not read.
-            return
-        if not self._in_head:
-            return
-        # A head that completed in these bytes ended somewhere inside them: the open head's
-        # share of them is unknown and not counted (the bound is then off by one read).
-        if not self._head_completed:
-            self._head_bytes += len(data)
-        if self._head_bytes > MAX_HEAD_BYTES:
-            self.transport.write(_HEAD_TOO_LARGE)
-            self.transport.close()
-        elif self._head_timer is None:
-            self._head_timer = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._head_timed_out)
+            return False
+        if self._in_head:
+            self._head_bytes += self._piece_bytes - self._head_start
+        return True
+
+    def _refuse_head(self) -> None:
+        self._answered = True  # what follows it is read and dropped
+        self.transport.write(_HEAD_TOO_LARGE)
+        self.transport.close()
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
@@ -115,6 +152,8 @@ class CheckProtocol(HttpToolsProtocol):
         self._answered = False
         self._app_reads_body = False
         self._in_head = True
+        self._head_bytes = 0
+        self._head_start = self._piece_body_bytes
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # llhttp hands a chunked body's trailer fields to this callback too, after the head:
@@ -125,13 +164,14 @@ class CheckProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._head_bytes = 0
-        self._head_completed = True
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
         if self.transport.is_closing():  # a request pipelined after one that closes
             self._answered = True
+            return
+        if self._head_bytes + self._piece_bytes - self._head_start > MAX_HEAD_BYTES:
+            self._refuse_head()
             return
         if not self._answer_check():
             self._to_app()
@@ -214,6 +254,7 @@ class CheckProtocol(HttpToolsProtocol):
         )
 
     def on_body(self, body: bytes) -> None:
+        self._piece_body_bytes += len(body)
         if not self._answered:
             super().on_body(body)
 

@@ -350,3 +350,14 @@ def test_explain_says_which_signature_check_failed(
     )
     assert code == 3
     assert re.fullmatch(expected, lines[line]), "\n".join(f"{k}: {v}" for k, v in lines.items())
+
+
+def test_check_config_never_prints_a_jwks_urls_userinfo_or_query_values(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = "http://jwks-user:s3cret-pass@127.0.0.1:9/jwks.json?api_key=s3cret-key&v=2"
+    env = {"APPROOV_BASE64_SECRET": DUMMY_SECRET_B64, "APPROOV_JWKS_URL": url}
+    assert main(["check-config"], env=env) == 1
+    printed = "".join(capsys.readouterr())
+    assert "APPROOV_JWKS_URL: http://***@127.0.0.1:9/jwks.json?api_key=***&v=***" in printed
+    assert "s3cret" not in printed

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from authsvc.config import ConfigError, Settings
+from authsvc.config import ConfigError, Settings, redacted_url
 from authsvc.policy import BindingMode, SigningMode
 from tests.tokens import DUMMY_SECRET, DUMMY_SECRET_B64
 
@@ -279,3 +279,34 @@ def test_summary_shows_the_message_signing_settings() -> None:
     }
     summary = Settings.from_env(env).summary()
     assert "signing=if-present (max age 60s, skew 0s, url https://a.io)" in summary
+
+
+@pytest.mark.parametrize(
+    ("url", "printed"),
+    [
+        ("https://keys.example/jwks.json", "https://keys.example/jwks.json"),
+        ("https://u:p@keys.example/j?api_key=k&flag", "https://***@keys.example/j?api_key=***&***"),
+        ("https://keys.example/j?a=1&&b=#tok", "https://keys.example/j?a=***&&b=***#***"),
+        ("http://u%40x:p@127.0.0.1:9/j", "http://***@127.0.0.1:9/j"),
+    ],
+)
+def test_a_url_is_printed_without_its_userinfo_query_values_or_fragment(
+    url: str, printed: str
+) -> None:
+    assert redacted_url(url) == printed
+
+
+def test_a_refused_jwks_url_is_named_without_its_secrets() -> None:
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({**BASE, "APPROOV_JWKS_URL": "http://u:pw@keys.example/j?key=k3y"})
+    assert "'http://***@keys.example/j?key=***' is plain http" in str(error.value)
+    assert "k3y" not in str(error.value)
+    assert "pw" not in str(error.value)
+
+
+def test_the_summary_names_a_jwks_url_without_its_secrets() -> None:
+    url = "https://u:pw@keys.example/jwks?api_key=k3y"
+    summary = Settings.from_env({**BASE, "APPROOV_JWKS_URL": url}).summary()
+    assert "jwks-url(https://***@keys.example/jwks?api_key=***," in summary
+    assert "k3y" not in summary
+    assert "pw@" not in summary

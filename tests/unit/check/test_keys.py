@@ -479,3 +479,15 @@ def test_an_oct_jwk_of_exactly_the_minimum_length_is_accepted() -> None:
     assert (key.algorithm, key.kid) == (HS256, "min")
     with pytest.raises(ValueError, match="at least 32 bytes"):
         parse_jwks(json.dumps({"keys": [oct_jwk(b"k" * (MIN_SECRET_BYTES - 1), "short")]}).encode())
+
+
+def test_a_failed_jwks_fetch_is_logged_without_the_urls_secrets(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = settings_with(APPROOV_JWKS_URL="https://u:pw@keys.example/jwks?api_key=k3y")
+    server = FakeJwksServer({})
+    server.document = None
+    KeySource.from_settings(settings, fetch=server.fetch)
+    assert "JWKS https://***@keys.example/jwks?api_key=*** not loaded" in caplog.text
+    assert "k3y" not in caplog.text
+    assert "pw@" not in caplog.text

@@ -150,6 +150,48 @@ def test_a_head_over_the_limit_gets_431_and_a_close(where: str) -> None:
     assert ([response.status for response in responses], closed) == ([431], True)
 
 
+BEFORE_THE_HEAD = {
+    "a check": b"GET /auth HTTP/1.1\r\nHost: x\r\n\r\n",
+    "a check with a body": b"POST /auth HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n"
+    b"\r\n\r\nbody",
+    "a chunked check": b"POST /auth HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"4\r\n\r\n\r\n\r\n0\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("before", BEFORE_THE_HEAD.values(), ids=BEFORE_THE_HEAD.keys())
+@pytest.mark.parametrize("read", [64 * 1024, MAX_HEAD_BYTES])
+def test_a_head_over_the_limit_that_begins_in_the_read_ending_a_request_gets_431(
+    before: bytes, read: int
+) -> None:
+    """Every byte of the open head counts, the ones that came in the read that completed the
+    request before it too (they were not counted: a 400 KiB head was answered)."""
+    big = b"GET /auth HTTP/1.1\r\nX-Big: " + b"a" * (400 * 1024) + b"\r\n\r\n"
+    raw = before + big
+    responses, closed = served([raw[i : i + read] for i in range(0, len(raw), read)])
+    assert ([response.status for response in responses], closed) == ([401, 431], True)
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3])
+def test_a_head_whose_end_is_split_between_reads_is_not_counted_with_the_next_request(
+    cut: int,
+) -> None:
+    """The `\r\n\r\n` ending a head, split across two reads: the next head is counted alone."""
+    first = b"GET /auth HTTP/1.1\r\nX-Pad: " + b"a" * (MAX_HEAD_BYTES - 100) + b"\r\n\r\n"
+    second = b"GET /auth HTTP/1.1\r\nX-Pad: " + b"a" * (MAX_HEAD_BYTES - 100) + b"\r\n\r\n"
+    responses, closed = served([first[:-cut], first[-cut:] + second])
+    assert ([response.status for response in responses], closed) == ([401, 401], False)
+
+
+def test_a_head_within_the_limit_behind_a_large_body_in_the_same_read_is_answered() -> None:
+    """Exact, not an upper bound: the body before the head is not the head's."""
+    body = b"b" * (200 * 1024)
+    first = b"POST /auth HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+    second = b"GET /auth HTTP/1.1\r\nX-Pad: " + b"a" * (200 * 1024) + b"\r\n\r\n"
+    responses, closed = served([first, body + second])
+    assert ([response.status for response in responses], closed) == ([401, 401], False)
+
+
 def test_a_head_within_the_limit_is_answered_whatever_its_pieces() -> None:
     """The 60 KB token case, in 1 KB reads: the head's bytes are counted across reads."""
     raw = b"GET /auth HTTP/1.1\r\nApproov-Token: " + b"a" * 60_000 + b"\r\n\r\n"
