@@ -6,29 +6,49 @@ route policy, per route policy and path prefix, and per hour: checks, allowed, w
 if enforced (the `monitor` decisions: a monitored route's failures, or the global monitor
 settings'), refused, and the reasons of the failures. Lines that are not decision lines are
 skipped and counted.
+
+A log is data, never a reason to stop: a line longer than MAX_LINE_BYTES (never held whole) or
+nested deeper than JSON can read is skipped and counted; every table is bounded, whatever the
+log holds (the MAX_ constants; what a table cannot hold is counted under OTHER); every text
+taken from the log is cut to MAX_LABEL_CHARS and its controls escaped, so a terminal, a page
+or a JSON reader gets only printable text.
 """
 
 from __future__ import annotations
 
 import gzip
+import heapq
 import io
+import itertools
 import json
+import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any, TypeVar, cast
 
 DECISIONS = ("allow", "monitor", "deny")
 DEFAULT_PREFIX_SEGMENTS = 2
-# Bounds on what is kept, whatever the log holds: distinct (route, prefix) groups (the rest
-# are counted under OTHER_PREFIX) and distinct device ids remembered per group and reason.
+# A decision line is at most 4 KiB (authsvc.observe.decisionlog); a log's prefix adds little.
+MAX_LINE_BYTES = 64 * 1024
+# Bounds on what is kept, whatever the log holds; what a table cannot hold is counted under
+# OTHER. (route, prefix) groups: the heaviest kept (Space-Saving), the rest in their route's
+# OTHER row. Reason names and route policies: the first seen (authsvc has about 30 reasons).
 MAX_GROUPS = 1000
+MAX_ROUTES = 64
+MAX_REASONS = 64
+MAX_HOURS = 24 * 92
+# Device ids remembered per group and reason, for at most MAX_DEVICE_REASONS reasons a group.
 MAX_DEVICES = 100
-OTHER_PREFIX = "(other)"
+MAX_DEVICE_REASONS = 8
+MAX_LABEL_CHARS = 200
+OTHER = "(other)"
 UNKNOWN_PREFIX = "(no uri)"
+# What authsvc writes (DecisionLog): ISO 8601 to the millisecond; anything else is no decision.
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})?")
 _GZIP_MAGIC = b"\x1f\x8b"
 
 K = TypeVar("K")
@@ -48,8 +68,9 @@ class Tally:
         default_factory=lambda: {"monitor": Counter(), "deny": Counter()}
     )
     """Per failed decision (monitor, deny), how often each reason."""
-    devices: dict[str, set[str]] = field(default_factory=dict)
-    """Per reason of a would-be refusal, the device ids seen (at most MAX_DEVICES)."""
+    devices: dict[str, set[int]] | None = None
+    """Per reason of a would-be refusal, the hashes of the device ids seen (at most MAX_DEVICES
+    for each of at most MAX_DEVICE_REASONS reasons); None where nothing asks (hours, routes)."""
 
     def add(self, decision: str, reason: str, did: object) -> None:
         self.checks += 1
@@ -57,10 +78,18 @@ class Tally:
         if decision == "allow":
             return
         self.reasons[decision][reason] += 1
-        if decision == "monitor" and isinstance(did, str):
-            seen = self.devices.setdefault(reason, set())
-            if len(seen) < MAX_DEVICES:
-                seen.add(did)
+        if decision == "monitor" and isinstance(did, str) and self.devices is not None:
+            _remember(self.devices, reason, {hash(did)})
+
+    def merge(self, other: Tally) -> None:
+        """Count `other`'s checks here too (a group that lost its row to a heavier one)."""
+        self.checks += other.checks
+        self.decisions.update(other.decisions)
+        for decision, reasons in other.reasons.items():
+            self.reasons[decision].update(reasons)
+        if self.devices is not None:
+            for reason, devices in (other.devices or {}).items():
+                _remember(self.devices, reason, devices)
 
     @property
     def allowed(self) -> int:
@@ -91,42 +120,102 @@ class Tally:
         }
 
 
+def _remember(seen_by_reason: dict[str, set[int]], reason: str, devices: set[int]) -> None:
+    seen = seen_by_reason.get(reason)
+    if seen is None:
+        if len(seen_by_reason) >= MAX_DEVICE_REASONS:
+            return
+        seen = seen_by_reason[reason] = set()
+    for device in devices:
+        if len(seen) >= MAX_DEVICES:
+            return
+        seen.add(device)
+
+
+Group = tuple[str, str]
+"""A route policy and a path prefix."""
+
+
 @dataclass
 class Report:
     prefix_segments: int = DEFAULT_PREFIX_SEGMENTS
     lines: int = 0
     skipped: int = 0
+    too_long: int = 0
+    too_deep: int = 0
     first: str | None = None
     last: str | None = None
     total: Tally = field(default_factory=Tally)
     routes: dict[str, Tally] = field(default_factory=dict)
-    prefixes: dict[tuple[str, str], Tally] = field(default_factory=dict)
+    prefixes: dict[Group, Tally] = field(default_factory=dict)
     hours: dict[str, Tally] = field(default_factory=dict)
+    _reasons: set[str] = field(default_factory=set)
+    # Space-Saving (Metwally, Agrawal, El Abbadi 2005) over the groups: each kept group's
+    # checks plus what it inherited from the group whose row it took, and a min-heap of those
+    # weights, brought up to date only when the lightest is looked for.
+    _weights: dict[Group, int] = field(default_factory=dict)
+    _lightest: list[tuple[int, int, Group]] = field(default_factory=list)
+    _order: Iterator[int] = field(default_factory=itertools.count)
 
-    def add_line(self, raw: bytes) -> None:
-        """One line of input: counted if it is a decision line, else skipped."""
-        fields = _decision_fields(raw)
+    def add_line(self, raw: bytes | None) -> None:
+        """One line of input (None: one longer than MAX_LINE_BYTES): counted if it is a
+        decision line, else skipped."""
+        if raw is None:
+            self.too_long += 1
+            return
+        try:
+            fields = _decision_fields(raw)
+        except RecursionError:
+            self.too_deep += 1
+            return
         if fields is None:
             self.skipped += 1
             return
         self.lines += 1
-        decision, reason, moment = fields["decision"], fields["reason"], fields["time"]
-        did = fields.get("did")
-        route = route_name(fields)
-        prefix = path_prefix(fields.get("uri"), self.prefix_segments)
-        if (route, prefix) not in self.prefixes and len(self.prefixes) >= MAX_GROUPS:
-            prefix = OTHER_PREFIX
+        decision, moment, did = fields["decision"], fields["time"], fields.get("did")
+        reason = _bounded(self._reasons, label(fields["reason"]), MAX_REASONS)
+        self._reasons.add(reason)
+        route = _bounded(self.routes, route_name(fields), MAX_ROUTES)
+        prefix = label(path_prefix(fields.get("uri"), self.prefix_segments))
         for tally in (
             self.total,
             _tally(self.routes, route),
-            _tally(self.prefixes, (route, prefix)),
-            _tally(self.hours, moment[:13]),
+            self._group(route, prefix),
+            _tally(self.hours, _bounded(self.hours, moment[:13], MAX_HOURS)),
         ):
             tally.add(decision, reason, did)
         if self.first is None or moment < self.first:
             self.first = moment
         if self.last is None or moment > self.last:
             self.last = moment
+
+    def _group(self, route: str, prefix: str) -> Tally:
+        """The tally of (route, prefix); a new group beyond MAX_GROUPS takes the row of the
+        lightest, whose checks move to its route's OTHER row."""
+        group = (route, prefix)
+        tally = self.prefixes.get(group)
+        if tally is None:
+            if prefix == OTHER:
+                tally = self.prefixes[group] = Tally(devices={})
+                return tally
+            inherited = self._drop_lightest() if len(self._weights) >= MAX_GROUPS else 0
+            tally = self.prefixes[group] = Tally(devices={})
+            self._weights[group] = inherited
+            heapq.heappush(self._lightest, (inherited, next(self._order), group))
+        if group in self._weights:
+            self._weights[group] += 1
+        return tally
+
+    def _drop_lightest(self) -> int:
+        while True:
+            weight, _, group = heapq.heappop(self._lightest)
+            now = self._weights[group]
+            if now == weight:
+                break
+            heapq.heappush(self._lightest, (now, next(self._order), group))  # it grew since
+        del self._weights[group]
+        self._group(group[0], OTHER).merge(self.prefixes.pop(group))
+        return weight
 
     def verdicts(self) -> list[str]:
         """A sentence per monitored route and prefix, and per enforced one that refused."""
@@ -151,7 +240,7 @@ class Report:
         return sentences
 
     def as_json(self) -> dict[str, Any]:
-        scalars = ("lines", "skipped", "first", "last", "prefix_segments")
+        scalars = ("lines", "skipped", "too_long", "too_deep", "first", "last", "prefix_segments")
         return {
             **{name: getattr(self, name) for name in scalars},
             "total": self.total.as_json(),
@@ -163,6 +252,11 @@ class Report:
             "hours": [{"hour": h, **t.as_json()} for h, t in sorted(self.hours.items())],
             "verdicts": self.verdicts(),
         }
+
+
+def _bounded(known: Collection[str], name: str, bound: int) -> str:
+    """`name`, or OTHER when `known` already holds `bound` names and not this one."""
+    return name if name in known or len(known) < bound else OTHER
 
 
 def _tally(tallies: dict[K, Tally], key: K) -> Tally:
@@ -185,18 +279,39 @@ def _decision_fields(raw: bytes) -> dict[str, Any] | None:
         and fields.get("decision") in DECISIONS
         and isinstance(fields.get("reason"), str)
         and isinstance(fields.get("time"), str)
+        and _TIME.fullmatch(fields["time"])
     ):
         return fields
     return None
+
+
+def label(value: str) -> str:
+    """Text from the log fit to print anywhere: at most MAX_LABEL_CHARS, and each character
+    that is not printable (a control, a lone surrogate, a bidi override) as its escape."""
+    value = value[:MAX_LABEL_CHARS]
+    if value.isprintable():
+        return value
+    return "".join(char if char.isprintable() else _escape(char) for char in value)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return (
+        f"\\x{code:02x}"
+        if code < 0x100
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else f"\\U{code:08x}"
+    )
 
 
 def route_name(fields: dict[str, Any]) -> str:
     """The route policy a decision was made under, named as the proxy names it."""
     name = "auth"
     if isinstance(fields.get("policy"), str):
-        name += f"-binding-{fields['policy']}"
+        name += f"-binding-{label(fields['policy'])}"
     if isinstance(fields.get("signing"), str):
-        name += f"-signing-{fields['signing']}"
+        name += f"-signing-{label(fields['signing'])}"
     return name + ("-monitor" if fields.get("monitor") is True else "")
 
 
@@ -229,7 +344,7 @@ def count_words(count: int) -> str:
 
 
 def _from_devices(tally: Tally, reason: str) -> str:
-    devices = tally.devices.get(reason, set())
+    devices = (tally.devices or {}).get(reason, set())
     if not devices:
         return ", from no verified device id"
     many = "+" if len(devices) >= MAX_DEVICES else ""
@@ -260,13 +375,26 @@ def opened(name: str) -> Iterator[Iterable[bytes]]:
             yield stream
 
 
-def read_lines(names: Iterable[str]) -> Iterator[bytes]:
+def read_lines(names: Iterable[str]) -> Iterator[bytes | None]:
+    """Each line of each file; None for a line longer than MAX_LINE_BYTES."""
     for name in names:
         with opened(name) as stream:
             try:
-                yield from stream
+                yield from _bounded_lines(stream)
             except (OSError, EOFError) as error:  # gzip.BadGzipFile is an OSError
                 raise Unreadable(f"cannot read {name}: {error}") from None
+
+
+def _bounded_lines(stream: Iterable[bytes]) -> Iterator[bytes | None]:
+    """The lines of `stream`, one longer than MAX_LINE_BYTES read past in pieces, never whole."""
+    readline = cast(IO[bytes], stream).readline
+    while line := readline(MAX_LINE_BYTES + 1):
+        if len(line) <= MAX_LINE_BYTES or line.endswith(b"\n"):
+            yield line
+            continue
+        while (rest := readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+            pass
+        yield None
 
 
 def build(
@@ -312,10 +440,20 @@ def _table(title: str, rows: list[tuple[str, Tally]]) -> list[str]:
     return ["", title, head, *(_row(label, tally, width) for label, tally in rows)]
 
 
+def lines_read(report: Report) -> str:
+    """What the input held: `12 decision lines (3 other lines skipped, 1 too long)`."""
+    unread = [
+        f"{report.skipped:,} other lines skipped",
+        *([f"{report.too_long:,} too long"] if report.too_long else []),
+        *([f"{report.too_deep:,} too deep"] if report.too_deep else []),
+    ]
+    return f"{report.lines:,} decision lines ({', '.join(unread)})"
+
+
 def text(report: Report) -> str:
     span = f", {report.first} to {report.last}" if report.first else ""
     lines = [
-        f"{report.lines:,} decision lines ({report.skipped:,} other lines skipped){span}",
+        f"{lines_read(report)}{span}",
         *_table("By route policy", sorted(report.routes.items())),
         *_table(
             f"By route policy and path prefix (first {report.prefix_segments} segments)",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from html import escape
 
-from authsvc.tools.report import Report, Tally, percent
+from authsvc.tools.report import Report, Tally, lines_read, percent
 
 # Decision colours, as the legend shows them.
 COLOURS = {"allow": "#3a7d44", "monitor": "#e0a100", "deny": "#c0392b"}
@@ -45,7 +45,7 @@ def render(report: Report, title: str = DEFAULT_TITLE) -> str:
 </head>
 <body>
 <h1>{escape(title)}</h1>
-<p>{report.lines:,} decision lines ({report.skipped:,} other lines skipped), {escape(span)}.</p>
+<p>{escape(lines_read(report))}, {escape(span)}.</p>
 <h2>Verdicts</h2>
 <ul class="verdicts">{verdicts}</ul>
 <h2>Decisions per hour (UTC)</h2>

@@ -4,6 +4,7 @@ clear message, and memory stays bounded whatever the log holds."""
 
 from __future__ import annotations
 
+import datetime
 import gzip
 import io
 import json
@@ -15,7 +16,19 @@ from typing import Any
 import pytest
 
 from authsvc.cli import main
-from authsvc.tools.report import MAX_DEVICES, MAX_GROUPS, OTHER_PREFIX, Report, path_prefix
+from authsvc.tools.report import (
+    MAX_DEVICES,
+    MAX_GROUPS,
+    MAX_HOURS,
+    MAX_LINE_BYTES,
+    MAX_REASONS,
+    MAX_ROUTES,
+    OTHER,
+    Report,
+    build,
+    path_prefix,
+    text,
+)
 from authsvc.tools.reportpage import render
 from tests.decision_lines import Logged, generate
 
@@ -262,12 +275,20 @@ def test_the_prefix_segments_option_groups_coarser(
     assert {row["prefix"] for row in result["prefixes"]} == {"/api", "/login", "/signed"}
 
 
-def line(uri: str, did: str = "d", decision: str = "monitor") -> bytes:
+def line(
+    uri: str,
+    did: str = "d",
+    decision: str = "monitor",
+    *,
+    reason: str = "binding_missing",
+    time: str = "2026-11-24T08:00:00.000+00:00",
+    policy: str = "required",
+) -> bytes:
     fields = {
-        "time": "2026-11-24T08:00:00.000+00:00",
+        "time": time,
         "decision": decision,
-        "reason": "binding_missing",
-        "policy": "required",
+        "reason": reason,
+        "policy": policy,
         "signing": "off",
         "monitor": True,
         "uri": uri,
@@ -282,7 +303,7 @@ def test_distinct_prefixes_beyond_the_bound_are_counted_together() -> None:
     for number in range(MAX_GROUPS + 500):
         counting.add_line(line(f"/users/{number}/profile"))
     assert len(counting.prefixes) == MAX_GROUPS + 1
-    other = counting.prefixes[("auth-binding-required-signing-off-monitor", OTHER_PREFIX)]
+    other = counting.prefixes[("auth-binding-required-signing-off-monitor", OTHER)]
     assert other.checks == 500
     assert counting.total.checks == MAX_GROUPS + 500
 
@@ -292,6 +313,7 @@ def test_device_ids_remembered_per_reason_are_bounded() -> None:
     for number in range(MAX_DEVICES * 3):
         counting.add_line(line("/api/v1", did=f"device-{number}"))
     (tally,) = counting.prefixes.values()
+    assert tally.devices is not None
     assert len(tally.devices["binding_missing"]) == MAX_DEVICES
     assert f"from {MAX_DEVICES}+ device ids" in counting.verdicts()[0]
 
@@ -337,3 +359,129 @@ def test_report_reads_no_settings_and_needs_no_key(
     """A log can be read anywhere: an operator's laptop has no Approov secret."""
     path, _, _ = generated
     assert run([str(path)], capsys)[0] == 0
+
+
+# --- a hostile or damaged log: every input is data, never a crash, in bounded memory -------
+
+
+@pytest.mark.parametrize(
+    "nested",
+    [b'journal prefix {"a":' + b"[" * 5000, b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}"],
+    ids=["unclosed", "closed"],
+)
+def test_a_line_nested_deeper_than_json_reads_is_skipped_and_counted(nested: bytes) -> None:
+    counting = Report()
+    counting.add_line(nested)
+    counting.add_line(line("/api/v1"))
+    assert (counting.too_deep, counting.lines, counting.skipped) == (1, 1, 0)
+
+
+def test_an_over_long_line_is_skipped_and_counted_without_being_held_whole(
+    tmp_path: Path,
+) -> None:
+    import tracemalloc  # noqa: PLC0415 - only this test measures
+
+    log = tmp_path / "log.gz"
+    with gzip.open(log, "wb") as packed:
+        packed.write(line("/api/v1") + b"\n" + b'{"uri": "' + b"a" * (20 * 2**20) + b"\n")
+        packed.write(line("/login") + b"\n")
+    tracemalloc.start()
+    counting = build([str(log)])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert (counting.lines, counting.too_long, counting.skipped) == (2, 1, 0)
+    assert peak < 8 * MAX_LINE_BYTES
+
+
+def test_distinct_reasons_beyond_the_bound_are_counted_together() -> None:
+    counting = Report()
+    for number in range(MAX_REASONS + 50):
+        counting.add_line(line("/api/v1", reason=f"reason_{number}"))
+    reasons = counting.total.reasons["monitor"]
+    assert len(reasons) == MAX_REASONS + 1
+    assert (reasons[OTHER], sum(reasons.values())) == (50, MAX_REASONS + 50)
+
+
+def test_distinct_hours_beyond_the_bound_are_counted_together() -> None:
+    counting = Report()
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    for hours in range(MAX_HOURS + 30):
+        moment = start + datetime.timedelta(hours=hours)
+        counting.add_line(line("/api/v1", time=moment.isoformat(timespec="milliseconds")))
+    assert len(counting.hours) == MAX_HOURS + 1
+    assert counting.hours[OTHER].checks == 30
+
+
+def test_distinct_route_policies_beyond_the_bound_are_counted_together() -> None:
+    counting = Report()
+    for number in range(MAX_ROUTES + 20):
+        counting.add_line(line("/api/v1", policy=f"mode-{number}"))
+    assert len(counting.routes) == MAX_ROUTES + 1
+    assert counting.routes[OTHER].checks == 20
+
+
+def test_a_time_that_is_not_a_timestamp_is_not_a_decision_line() -> None:
+    counting = Report()
+    counting.add_line(line("/api/v1", time="\x1b[31m bogus"))
+    assert (counting.lines, counting.skipped, counting.first) == (0, 1, None)
+
+
+def test_a_burst_of_junk_paths_sent_first_cannot_hide_the_heaviest_prefixes() -> None:
+    """Space-Saving: a group that keeps coming keeps its row; one-off paths share (other)."""
+    counting = Report()
+    for number in range(MAX_GROUPS * 2):
+        counting.add_line(line(f"/junk-{number}/x"))
+    for number in range(300):
+        counting.add_line(line("/api/v1/items"))
+        counting.add_line(line(f"/late-junk-{number}/x"))
+        if number % 2:
+            counting.add_line(line("/login"))
+    route = "auth-binding-required-signing-off-monitor"
+    assert counting.prefixes[(route, "/api/v1")].checks == 300
+    assert counting.prefixes[(route, "/login")].checks == 150
+    assert len(counting.prefixes) <= MAX_GROUPS + 1
+    assert sum(tally.checks for tally in counting.prefixes.values()) == counting.total.checks
+
+
+CONTROLS = "\x1b[2J\x07\u009b31m\u202e"
+
+
+def test_controls_from_the_log_are_escaped_in_the_text_report() -> None:
+    counting = Report()
+    counting.add_line(line(f"/{CONTROLS}/x", reason=f"binding{CONTROLS}"))
+    printed = text(counting)
+    assert not any(not c.isprintable() and c != "\n" for c in printed)
+    assert "/\\x1b[2J\\x07\\x9b31m\\u202e" in printed
+
+
+def test_a_lone_surrogate_in_the_log_crashes_neither_text_nor_html(tmp_path: Path) -> None:
+    counting = Report()
+    counting.add_line(
+        b'{"time": "2026-11-24T08:00:00.000+00:00", "decision": "monitor",'
+        b' "reason": "x\\udc80", "uri": "/\\ud800/y", "did": "\\ud800"}'
+    )
+    assert counting.lines == 1
+    page = tmp_path / "report.html"
+    page.write_text(render(counting), encoding="utf-8")
+    assert "/\\ud800" in text(counting)
+    assert "/\\ud800" in page.read_text()
+
+
+def test_a_hostile_log_gives_a_report_and_exit_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "hostile.log"
+    log.write_bytes(
+        b'journal prefix {"a":'
+        + b"[" * 5000
+        + b"\n"
+        + b"x" * (MAX_LINE_BYTES * 3)
+        + b"\n"
+        + line(f"/{CONTROLS}")
+        + b"\n"
+    )
+    code, out, _ = run([str(log)], capsys)
+    assert code == 0
+    assert "1 decision lines" in out
+    assert "1 too deep" in out
+    assert "1 too long" in out
