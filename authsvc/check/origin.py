@@ -14,7 +14,10 @@ refuse the forger's own request, whatever configuration the user copied.
   path (Envoy's `path_prefix`);
 - scheme: the scheme of `X-Original-URL` and `X-Forwarded-Proto`;
 - authority: the authority of `X-Original-URL`, `X-Forwarded-Host`, and the check's `Host`
-  behind Envoy (which keeps the client's authority) or when nothing else names one;
+  behind Envoy (which keeps the client's authority) or when nothing else names one; and the
+  host the proxy routed the request by, `X-Approov-Routed-Host` (nginx's `$host`: the request
+  line's host wins over the Host header, RFC 9112 3.2.2), which the authority's host must be,
+  so a request signed for one virtual host cannot be replayed to another;
 - APPROOV_PUBLIC_BASE_URL, when set (TLS ends in front of the proxy), replaces the scheme and
   the authority, and no header is read for them;
 - the length of the client's body: `X-Original-Content-Length` (nginx, Caddy), or the length
@@ -39,6 +42,7 @@ ORIGINAL_TARGET_HEADERS = (b"x-original-uri", b"x-forwarded-uri")
 ORIGINAL_LENGTH_HEADER = b"x-original-content-length"
 FORWARDED_PROTO_HEADER = b"x-forwarded-proto"
 FORWARDED_HOST_HEADER = b"x-forwarded-host"
+ROUTED_HOST_HEADER = b"x-approov-routed-host"
 
 _SCHEME = re.compile(r"[a-z][a-z0-9+.\-]*")
 # RFC 3986 authority without userinfo: reg-name or IP literal, optional port.
@@ -131,7 +135,11 @@ class ClientRequestReader:
         if client_target is not None or not authorities:
             authorities.extend(_told(lines, (b"host",)))
         origins = [_origin(scheme, authority.decode("ascii")).encode() for authority in authorities]
-        return _agreed(origins).decode("ascii") + target
+        origin = _agreed(origins).decode("ascii")
+        for routed in _told(lines, (ROUTED_HOST_HEADER,)):
+            if _host(routed.decode("ascii")) != _host(origin.partition("://")[2]):
+                raise _Unknown
+        return origin + target
 
 
 def _or_none(read: Callable[..., str], *args: Any) -> str | None:
@@ -170,6 +178,14 @@ def _original_url(lines: _Lines) -> re.Match[str] | None:
     if url is None:
         raise _Unknown
     return url
+
+
+def _host(authority: str) -> str:
+    """The host of `authority`, lower-case, without its port."""
+    parts = _AUTHORITY.fullmatch(authority)
+    if parts is None:
+        raise _Unknown
+    return parts["host"].lower()
 
 
 def _origin(scheme: str, authority: str) -> str:

@@ -271,6 +271,18 @@ def test_ingress_example_sends_token_and_binding_to_the_cache_key_and_forwards_t
     assert annotations[f"{prefix}auth-response-headers"] == "X-Approov-Did"
 
 
+def test_ingress_example_sends_the_host_the_controller_routed_by() -> None:
+    """A signed request's URL must name the host the controller routed it by
+    (tests/e2e/test_message_signing.py: the absolute-form replay)."""
+    docs = documents(KUBERNETES / "examples" / "ingress-nginx.yaml")
+    (headers,) = [doc for doc in docs if doc["kind"] == "ConfigMap"]
+    assert headers["data"] == {"X-Approov-Routed-Host": "$host"}
+    named = f"{headers['metadata']['namespace']}/{headers['metadata']['name']}"
+    for ingress in (doc for doc in docs if doc["kind"] == "Ingress"):
+        annotations = ingress["metadata"]["annotations"]
+        assert annotations["nginx.ingress.kubernetes.io/auth-proxy-set-headers"] == named
+
+
 def test_traefik_example_forwards_the_token_and_binding_headers() -> None:
     approov = documents(KUBERNETES / "examples" / "traefik-forwardauth.yaml")[0]
     forward = approov["spec"]["forwardAuth"]

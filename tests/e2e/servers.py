@@ -206,7 +206,8 @@ class GatewayProxy(Process):
 INGRESS_AUTH_HOST = "authsvc.approov.svc.cluster.local"
 
 # A server shaped like the one ingress-nginx generates for `auth-url` (+ `auth-method: GET`,
-# `auth-response-headers: X-Approov-Did`): its own auth location, no snippet of ours.
+# `auth-response-headers: X-Approov-Did`, `auth-proxy-set-headers` with the routed host, as
+# deploy/kubernetes/examples/ingress-nginx.yaml sets them): its own auth location, no snippet.
 INGRESS_SITE = """
     server {{
         listen 127.0.0.1:{port};
@@ -222,6 +223,7 @@ INGRESS_SITE = """
             proxy_set_header            X-Original-URL          $scheme://$http_host$request_uri;
             proxy_set_header            X-Original-Method       $request_method;
             proxy_set_header            X-Sent-From             "nginx-ingress-controller";
+            proxy_set_header            X-Approov-Routed-Host   '$host';
             proxy_set_header            X-Real-IP               $remote_addr;
             proxy_set_header            X-Forwarded-For         $remote_addr;
             proxy_set_header            X-Auth-Request-Redirect $request_uri;
@@ -249,6 +251,7 @@ INGRESS_SITE = """
             proxy_set_header            X-Original-URL          $scheme://$http_host$request_uri;
             proxy_set_header            X-Original-Method       $request_method;
             proxy_set_header            X-Sent-From             "nginx-ingress-controller";
+            proxy_set_header            X-Approov-Routed-Host   '$host';
             proxy_http_version          1.1;
             proxy_pass_request_headers  on;
             set $target http://127.0.0.1:{authsvc}/auth-binding-off-signing-required;
@@ -256,6 +259,20 @@ INGRESS_SITE = """
         }}
         location /signed/ {{
             auth_request        /_external-auth-signed;
+            proxy_pass http://127.0.0.1:{backend};
+        }}
+    }}
+"""
+
+# A second virtual host beside the example site, on its port: a request nginx routes here is
+# checked with this server's own URL (tests/e2e/test_message_signing.py).
+SECOND_VIRTUAL_HOST = """
+    server {{
+        listen 127.0.0.1:{port};
+        server_name a.example;
+        include snippets/approov.conf;
+        location /signed/ {{
+            auth_request /_approov/auth-signing-required;
             proxy_pass http://127.0.0.1:{backend};
         }}
     }}
@@ -361,7 +378,7 @@ class Stack(ProxiedStack):
             auth_host=INGRESS_AUTH_HOST,
             authsvc=authsvc.port,
             backend=backend.port,
-        )
+        ) + SECOND_VIRTUAL_HOST.format(port=ports.nginx, backend=backend.port)
         self.nginx = Nginx(root / "nginx", ports, site, auth_cache)
         super().__init__(backend, authsvc, self.nginx, ports.nginx)
 

@@ -6,10 +6,15 @@ signer (tests.signatures) with Approov's test installation key."""
 from __future__ import annotations
 
 import hashlib
+import http.client
+import re
+import shutil
+import subprocess
 from collections.abc import Sequence
 
 import pytest
 
+from tests.conftest import require
 from tests.e2e.app_requests import AUTHORIZATION
 from tests.e2e.servers import ProxiedStack, Reply, Stack
 from tests.e2e.test_gateways import decision_for
@@ -251,3 +256,105 @@ def test_an_authority_with_the_default_port_is_the_url_the_app_signed(stack: Pro
     headers = {**dict(signed.headers.items()), "Host": "API.Example.test:80"}
     reply = stack.send("GET", "/signed/normalised", headers)
     assert reply.status == 200, reply.body
+
+
+def send_absolute_form(
+    stack: ProxiedStack,
+    authority: str,
+    target: str,
+    headers: dict[str, str],
+    port: int | None = None,
+) -> Reply:
+    """A GET whose request line names `authority` (RFC 9112 3.2.2 absolute-form), with
+    `headers` as given (their Host too)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port or stack.port, timeout=10)
+    try:
+        connection.putrequest(
+            "GET", f"http://{authority}{target}", skip_host=True, skip_accept_encoding=True
+        )
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        return Reply(response.status, dict(response.getheaders()), response.read())
+    finally:
+        connection.close()
+
+
+# A proxy routes an absolute-form request by its request line's authority; nginx alone also
+# forwards the Host header it did not route by, and authsvc refuses the two disagreeing.
+ANOTHER_HOST_REFUSED_AS = {
+    "nginx": "message_target_unknown",
+    "caddy": "message_signature_mismatch",
+    "envoy": "message_signature_mismatch",
+}
+
+
+def test_a_request_signed_for_one_host_is_refused_when_the_request_line_names_another(
+    stack: ProxiedStack, gateway: str
+) -> None:
+    """RFC 9112 3.2.2: the request line's authority wins over Host, and the proxy routes by it
+    (nginx: to the `a.example` server block). A request signed for the Host's authority,
+    replayed in absolute-form to another host with that Host kept, is refused: the URL authsvc
+    checks is the one the proxy routed."""
+    signed = sign(app_request("GET", url(stack, "/signed/vhost")), components=COMPONENTS)
+    headers = {**dict(signed.headers.items()), "Host": f"127.0.0.1:{stack.port}"}
+    before = stack.backend_requests()
+    reply = send_absolute_form(stack, f"a.example:{stack.port}", "/signed/vhost", headers)
+    refused(stack, reply, before, ANOTHER_HOST_REFUSED_AS[gateway], "/signed/vhost")
+
+
+@pytest.mark.parametrize("gateway", ["nginx"], indirect=True)
+def test_ingress_nginx_a_request_signed_for_one_host_is_refused_when_sent_to_another(
+    stack: ProxiedStack,
+) -> None:
+    """ingress-nginx's X-Original-URL takes the host from the Host header; the routed host
+    (auth-proxy-set-headers, the example's ConfigMap) is the request line's, and disagrees."""
+    assert isinstance(stack, Stack)  # its ingress-shaped site
+    port = stack.ingress_port
+    signed = sign(request("GET", f"http://127.0.0.1:{port}/signed/v"), components=COMPONENTS[:3])
+    headers = {**dict(signed.headers.items()), "Host": f"127.0.0.1:{port}"}
+    before = stack.backend_requests()
+    reply = send_absolute_form(stack, f"a.example:{port}", "/signed/v", headers, port=port)
+    refused(stack, reply, before, "message_target_unknown", f"http://127.0.0.1:{port}/signed/v")
+
+
+def test_a_request_in_absolute_form_whose_host_agrees_is_allowed(stack: ProxiedStack) -> None:
+    signed = sign(app_request("GET", url(stack, "/signed/absolute")), components=COMPONENTS)
+    headers = {**dict(signed.headers.items()), "Host": f"127.0.0.1:{stack.port}"}
+    reply = send_absolute_form(stack, f"127.0.0.1:{stack.port}", "/signed/absolute", headers)
+    assert reply.status == 200, reply.body
+
+
+def send_h2c(stack: ProxiedStack, authority: str, host: str, target: str, signed: Request) -> int:
+    """A GET over HTTP/2 with prior knowledge (nghttp), its `:authority` and `host` as given;
+    the response's status, 0 if the proxy reset the stream."""
+    require(shutil.which("nghttp") is not None, "`sudo apt-get install nghttp2-client`")
+    headers = {**dict(signed.headers.items()), ":authority": authority, "host": host}
+    options = [part for name, value in headers.items() for part in ("-H", f"{name}: {value}")]
+    url = f"http://127.0.0.1:{stack.port}{target}"
+    shown = subprocess.run(
+        ["nghttp", "-v", "-n", url, *options],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    ).stdout
+    status = re.search(r"recv \(stream_id=\d+\) :status: (\d+)", shown)
+    return int(status[1]) if status else 0
+
+
+@pytest.mark.parametrize("gateway", ["envoy"], indirect=True)
+def test_over_http2_a_request_signed_for_its_host_header_is_refused_when_authority_differs(
+    stack: ProxiedStack,
+) -> None:
+    """envoy.yaml takes HTTP/2 without TLS (h2c) and routes by `:authority`: a request signed
+    for the `host` header's authority, with another `:authority`, is refused; the same request
+    signed for its `:authority` passes (Caddy's shipped file takes no h2c: it resets it)."""
+    target, host, authority = "/signed/h2", f"b.example:{stack.port}", f"a.example:{stack.port}"
+    for_host = sign(app_request("GET", f"http://{host}{target}"), components=COMPONENTS)
+    before = stack.backend_requests()
+    assert send_h2c(stack, authority, host, target, for_host) == 401
+    refused(stack, Reply(401, {}, b""), before, "message_signature_mismatch", target)
+    for_authority = sign(app_request("GET", f"http://{authority}{target}"), components=COMPONENTS)
+    assert send_h2c(stack, authority, host, target, for_authority) == 200

@@ -14,6 +14,7 @@ NGINX = [
     (b"x-original-uri", b"/api/v1/items%2F7?colour=red"),
     (b"x-forwarded-proto", b"https"),
     (b"x-forwarded-host", b"api.example.com"),
+    (b"x-approov-routed-host", b"api.example.com"),
     (b"x-original-content-length", b"18"),
 ]
 CADDY = [
@@ -166,6 +167,7 @@ def test_the_url_is_normalised_lower_case_scheme_and_host_no_default_port(
     headers = [
         (n, scheme if n == b"x-forwarded-proto" else authority if n == b"x-forwarded-host" else v)
         for n, v in NGINX
+        if n != b"x-approov-routed-host"
     ]
     assert read(headers)[1] == origin + "/api/v1/items%2F7?colour=red"
 
@@ -295,3 +297,39 @@ def test_only_spaces_and_tabs_around_a_field_value_are_trimmed() -> None:
 def test_a_public_base_url_that_is_not_one_is_said_so() -> None:
     with pytest.raises(ValueError, match=r"^'api\.example\.com' is not a base URL$"):
         ClientRequestReader("api.example.com")
+
+
+@pytest.mark.parametrize(
+    ("forwarded_host", "routed_host", "url"),
+    [
+        (b"api.example.com", b"api.example.com", EXPECTED_URL),
+        (b"API.Example.com:443", b"api.example.com", EXPECTED_URL),
+        (b"[::1]:8443", b"[::1]", "https://[::1]:8443/api/v1/items%2F7?colour=red"),
+        # nginx routed `GET https://a.example/...` by its request line; the Host said otherwise
+        (b"api.example.com", b"a.example", None),
+        (b"api.example.com", b"api.example.com.", None),
+        (b"api.example.com", b"not a host", None),
+    ],
+)
+def test_the_urls_host_must_be_the_host_the_proxy_routed_by(
+    forwarded_host: bytes, routed_host: bytes, url: str | None
+) -> None:
+    headers = [
+        (name, routed_host if name == b"x-approov-routed-host" else value)
+        for name, value in NGINX
+        if name != b"x-forwarded-host"
+    ]
+    _, target_uri, _ = read([*headers, (b"x-forwarded-host", forwarded_host)])
+    assert target_uri == url
+
+
+def test_a_routed_host_sent_twice_leaves_the_url_unknown() -> None:
+    _, target_uri, _ = read([*NGINX, (b"x-approov-routed-host", b"api.example.com")])
+    assert target_uri is None
+
+
+def test_with_a_public_base_url_the_routed_host_is_not_read() -> None:
+    headers = [*(pair for pair in NGINX if pair[0] != b"x-approov-routed-host")]
+    headers.append((b"x-approov-routed-host", b"elsewhere.example"))
+    _, target_uri, _ = read(headers, base_url="https://api.example.com")
+    assert target_uri == EXPECTED_URL
