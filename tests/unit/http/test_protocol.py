@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 import authsvc.http.protocol
 from authsvc.http.protocol import MAX_HEAD_BYTES
 from tests.asgi import dummy_app
+from tests.http.test_signing_http import NGINX_CONTEXT
 from tests.protocol_harness import Connection, Response, parse_responses, split
 from tests.signatures import ipk_token, signed_post
 from tests.tokens import bound_token, pay_for
@@ -312,10 +313,7 @@ def test_a_signature_in_the_trailers_of_a_body_the_app_reads_is_not_the_checks_s
     trailers = [(n, v) for n, v in message.header_pairs() if n in signature]
     context = [
         (b"authorization", b"Bearer abc"),
-        (b"x-original-method", b"POST"),
-        (b"x-original-uri", b"/v1/shapes?colour=red"),
-        (b"x-forwarded-proto", b"https"),
-        (b"x-forwarded-host", b"api.example.com"),
+        *((n, b"POST" if n == b"x-original-method" else v) for n, v in NGINX_CONTEXT),
     ]
     raw = chunked_check(
         fields(head + context), fields(trailers), b"/auth-signing-required", message.body or b""
