@@ -20,6 +20,7 @@ PUBLIC_DUMMY_SECRET_B64 = (
     "h+CX0tOzdAAR9l15bWAqvq7w9olk66daIH+Xk+IAHhVVHszjDzeGobzNnqyRze3lw/WVyWrc2gZfh3XXfBOmww=="
 )
 MIN_SECRET_BYTES = 32
+MIN_ACCOUNT_KEY_BYTES = 16
 MAX_LEEWAY_SECONDS = 300
 # The SDKs sign with `expires` 15 s after `created`; a minute also bounds a signature without it.
 DEFAULT_SIGNATURE_MAX_AGE_SECONDS = 60
@@ -32,6 +33,11 @@ KEY_SETTINGS = (
 )
 DEFAULT_TOKEN_HEADER = "Approov-Token"
 DEFAULT_BINDING_HEADERS: tuple[str, ...] = ("Authorization",)
+DEFAULT_STATUS_HEADER = "Approov-Status"
+# Settings whose empty value is a value, not the default: an empty status header turns it off.
+_EMPTY_MEANS_NONE = frozenset({"APPROOV_STATUS_HEADER"})
+# Settings whose trailing space is part of the value: the token prefix `Bearer `.
+_TRAILING_SPACE_KEPT = frozenset({"APPROOV_TOKEN_PREFIX"})
 
 # RFC 9110 token characters: what a header field name may be made of.
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -81,6 +87,15 @@ class Settings:
     abort_on_invalid_signature: bool = True
     public_base_url: str | None = None
     """scheme://authority of the URL clients call, when TLS ends in front of the proxy."""
+    account_signing_key: bytes | None = field(default=None, repr=False)
+    """The account's message signing key (HMAC-SHA256), for `account` signatures."""
+    account_signing_key_file: Path | None = None
+    account_signing_key_id: str | None = None
+    """When set, the token's `mskid` must name it."""
+    status_header: str | None = DEFAULT_STATUS_HEADER
+    """Where the app reports its token fetch status; None: not read."""
+    token_prefix: str = ""
+    """What precedes the token in its header (`Bearer ` when the app moved it to Authorization)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -97,8 +112,11 @@ class Settings:
             )
         values: dict[str, Any] = {}
         for name, field_name, parse in _FROM_ENV:
-            raw = env.get(name, "").strip()
-            if not raw:
+            raw = env.get(name, "")
+            raw = raw.lstrip() if name in _TRAILING_SPACE_KEPT else raw.strip()
+            if not raw.strip():
+                if name in _EMPTY_MEANS_NONE and name in env:
+                    values[field_name] = None
                 continue  # the field's default
             try:
                 values[field_name] = parse(raw)
@@ -109,7 +127,19 @@ class Settings:
             problems.append(
                 "APPROOV_BASE64_SECRET and APPROOV_BASE64_SECRET_FILE are both set; keep one"
             )
-        if settings.token_header.lower() in {name.lower() for name in settings.binding_headers}:
+        if settings.account_signing_key is not None and settings.account_signing_key_file:
+            problems.append(
+                "APPROOV_ACCOUNT_MESSAGE_SIGNING_SECRET and"
+                " APPROOV_ACCOUNT_MESSAGE_SIGNING_SECRET_FILE are both set; keep one"
+            )
+        binding = {name.lower() for name in settings.binding_headers}
+        if settings.token_prefix and settings.token_header.lower() in binding:
+            problems.append(
+                f"APPROOV_TOKEN_PREFIX: the token header {settings.token_header!r} is also a"
+                " binding header (APPROOV_TOKEN_BINDING_HEADER); the app binds its token to"
+                " another header: name that one"
+            )
+        elif settings.token_header.lower() in binding:
             problems.append(
                 "APPROOV_TOKEN_BINDING_HEADER: must not include the token header"
                 f" {settings.token_header!r}; a token cannot be bound to itself"
@@ -150,7 +180,10 @@ class Settings:
             f"binding={self.binding_mode} on {'+'.join(self.binding_headers)}",
             f"signing={self.signing_mode} (max age {self.signature_max_age_seconds}s,"
             f" skew {self.signature_clock_skew_seconds}s,"
-            f" url {self.public_base_url or 'from the proxy'})",
+            f" url {self.public_base_url or 'from the proxy'},"
+            f" account key {self._account_key_source()})",
+            f"status_header={self.status_header or 'off'}",
+            f"token_prefix={self.token_prefix!r}",
             f"monitor={','.join(monitor) or 'off'}",
             # Envoy (Istio, Envoy Gateway) allows on 200 alone; authsvc knows its checks.
             f"allow_status={self.allow_status}(envoy:200)",
@@ -161,6 +194,16 @@ class Settings:
             f"logging={'on' if self.logging_enabled else 'off'}",
         ]
         return "ok: " + " ".join(parts)
+
+    def _account_key_source(self) -> str:
+        if self.account_signing_key is not None:
+            described = describe_secret(self.account_signing_key)
+        elif self.account_signing_key_file is not None:
+            described = f"file {self.account_signing_key_file}"
+        else:
+            return "none"
+        key_id = self.account_signing_key_id
+        return described + (f", mskid {key_id!r}" if key_id else ", any mskid")
 
 
 def describe_secret(secret: bytes) -> str:
@@ -185,6 +228,41 @@ def decode_secret(raw: str) -> bytes:
             f" {MIN_SECRET_BYTES} bytes"
         )
     return secret
+
+
+def decode_account_key(raw: str) -> bytes:
+    """The account's message signing key as `approov secret -messageSigningKey get-base64url`
+    prints it (base64url, padded or not), or standard base64; strictly nothing else."""
+    unpadded = raw.rstrip("=")
+    url_safe, standard = set(unpadded) & set("-_"), set(unpadded) & set("+/")
+    padding = len(raw) - len(unpadded)
+    try:
+        if (url_safe and standard) or len(unpadded) % 4 == 1 or padding > 2:
+            raise ValueError
+        if padding and (len(unpadded) + padding) % 4:
+            raise ValueError
+        key = base64.b64decode(
+            unpadded + "=" * (-len(unpadded) % 4),
+            altchars=b"-_" if url_safe else None,
+            validate=True,
+        )
+    except (binascii.Error, ValueError):
+        raise ValueError(
+            "is not base64url (or base64); paste the key line exactly as `approov secret"
+            " -messageSigningKey get-base64url` prints it"
+        ) from None
+    if len(key) < MIN_ACCOUNT_KEY_BYTES:
+        raise ValueError(
+            f"decodes to {len(key)} bytes; an account message signing key is at least"
+            f" {MIN_ACCOUNT_KEY_BYTES} bytes"
+        )
+    return key
+
+
+def _parse_token_prefix(raw: str) -> str:
+    if not raw.isascii() or not raw.isprintable():
+        raise ValueError(f"{raw!r} is not printable ASCII")
+    return raw
 
 
 def _parse_secret_list(raw: str) -> tuple[bytes, ...]:
@@ -343,4 +421,9 @@ _FROM_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
         _parse_bool,
     ),
     ("APPROOV_PUBLIC_BASE_URL", "public_base_url", _parse_public_base_url),
+    ("APPROOV_ACCOUNT_MESSAGE_SIGNING_SECRET", "account_signing_key", decode_account_key),
+    ("APPROOV_ACCOUNT_MESSAGE_SIGNING_SECRET_FILE", "account_signing_key_file", Path),
+    ("APPROOV_ACCOUNT_MESSAGE_SIGNING_KEY_ID", "account_signing_key_id", str),
+    ("APPROOV_STATUS_HEADER", "status_header", _parse_header_name),
+    ("APPROOV_TOKEN_PREFIX", "token_prefix", _parse_token_prefix),
 )

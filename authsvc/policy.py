@@ -1,6 +1,7 @@
 """The policy vocabulary every layer speaks: how a route checks binding and signatures
-(BindingMode, SigningMode), why a check ended as it did (Reason), and what was done about it
-(Decision). Imports nothing of authsvc: settings, the check, logs and metrics all build on it."""
+(BindingMode, SigningMode), why a check ended as it did (Reason), what was done about it
+(Decision), and what the app said of its own token fetch (approov_status). Imports nothing of
+authsvc: settings, the check, logs and metrics all build on it."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ class BindingMode(StrEnum):
 
 
 class SigningMode(StrEnum):
-    """How a token's `ipk` claim and the request's `install` message signature are checked."""
+    """How the request's message signature is checked: `install` with the key of the token's
+    `ipk` claim, else `account` with the account's key when the token names it (`mskid`)."""
 
     REQUIRED = "required"
-    """The token must carry `ipk` and the request a valid signature."""
+    """The token must name a key (`ipk`, or `mskid` with the account key configured) and the
+    request carry a valid signature with it."""
     IF_PRESENT = "if-present"
-    """A token with `ipk` needs a valid signature; one without is judged on its own."""
+    """A token that names a key needs a valid signature; one without is judged on its own."""
     OFF = "off"
 
 
@@ -45,7 +48,11 @@ class Reason(StrEnum):
     BINDING_MISMATCH = "binding_mismatch"
     # Message signing (authsvc.check.signing), checked once the token passed.
     IPK_MISSING = "ipk_missing"
+    """No key to verify a signature with: the token has no `ipk`, nor an `mskid` while the
+    account's message signing key is configured."""
     IPK_INVALID = "ipk_invalid"
+    MSKID_MISMATCH = "mskid_mismatch"
+    """The token names another account signing key than APPROOV_ACCOUNT_MESSAGE_SIGNING_KEY_ID."""
     MESSAGE_SIGNATURE_MISSING = "message_signature_missing"
     MESSAGE_SIGNATURE_MALFORMED = "message_signature_malformed"
     MESSAGE_ALG_NOT_ALLOWED = "message_alg_not_allowed"
@@ -95,3 +102,45 @@ class Decision(StrEnum):
     MONITOR = "monitor"
     """The check failed, but its abort setting is off or its route is monitored: allowed and
     logged."""
+
+
+# What the Approov SDKs report of their token fetch in `Approov-Status` (lower case), or as an
+# upper-case name in the token header when they have no token. A bounded vocabulary: any other
+# value is OTHER_STATUS. It explains a request, never changes its verdict.
+APPROOV_STATUSES = frozenset(
+    {
+        "success",
+        "no_approov_service",
+        "no_network",
+        "poor_network",
+        "untrusted_network",
+        "mitm_detected",
+        "rejected",
+        "internal_error",
+        "bad_url",
+        "no_network_permission",
+        "missing_lib_dependency",
+        "disabled",
+        "unknown_key",
+        "bad_key",
+        "bad_payload",
+    }
+)
+OTHER_STATUS = "other"
+MAX_STATUS_NAME_BYTES = max(len(name) for name in APPROOV_STATUSES)
+_STATUS_NAMES = {name.upper().encode(): name for name in APPROOV_STATUSES}
+_STATUS_VALUES = {
+    **{name.encode(): name for name in APPROOV_STATUSES},
+    **_STATUS_NAMES,
+}
+
+
+def approov_status(value: bytes) -> str:
+    """The status an `Approov-Status` value names (either case), else OTHER_STATUS."""
+    return _STATUS_VALUES.get(value, OTHER_STATUS)
+
+
+def status_in_token_header(value: bytes) -> str | None:
+    """The status a token header carries instead of a token (the SDKs' upper-case names, e.g.
+    `NO_NETWORK`), or None."""
+    return _STATUS_NAMES.get(value)

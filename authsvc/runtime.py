@@ -11,10 +11,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from authsvc.check.cache import CachingVerifier
-from authsvc.check.keysource import KeySource
+from authsvc.check.keysource import KeySource, load_account_signing_key
 from authsvc.check.signing import MessageSignatures
 from authsvc.check.verify import Checker, Verifier
-from authsvc.config import Settings
+from authsvc.config import ConfigError, Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,17 @@ class Runtime:
     @classmethod
     def from_settings(cls, settings: Settings, clock: Callable[[], float] = time.time) -> Runtime:
         """Keys read (a ConfigError lists every problem) and the verifier built around them."""
-        keys = KeySource.from_settings(settings)
+        problems: list[str] = []
+        try:
+            keys = KeySource.from_settings(settings)
+        except ConfigError as error:
+            problems += error.problems
+        try:
+            account_key = load_account_signing_key(settings)
+        except ConfigError as error:
+            problems += error.problems
+        if problems:
+            raise ConfigError(problems)
         verifier = Verifier(
             keys,
             leeway_seconds=settings.leeway_seconds,
@@ -44,6 +54,8 @@ class Runtime:
             max_age_seconds=settings.signature_max_age_seconds,
             clock_skew_seconds=settings.signature_clock_skew_seconds,
             abort_on_invalid_signature=settings.abort_on_invalid_signature,
+            account_key=account_key,
+            account_key_id=settings.account_signing_key_id,
             clock=clock,
         )
         size = settings.verified_cache_size

@@ -35,7 +35,7 @@ class CachingVerifier:
 
     def check(self, credentials: Credentials, binding_mode: BindingMode) -> Verdict:
         verifier = self._verifier
-        if len(credentials.tokens) != 1 or credentials.binding_conflict:
+        if len(credentials.tokens) != 1 or credentials.binding_conflict or credentials.unprefixed:
             return verifier.check(credentials, binding_mode)
         cache_key = (credentials.tokens[0], credentials.binding_value, binding_mode)
         keys = verifier.keys.current

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from authsvc.policy import MAX_STATUS_NAME_BYTES, status_in_token_header
+
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
@@ -17,6 +19,8 @@ class Credentials:
     """The binding headers' values concatenated in the configured order; None if one is absent."""
     binding_conflict: bool = False
     """A binding header came more than once with different values."""
+    unprefixed: bool = False
+    """A token header copy lacked the configured prefix: malformed, whatever follows."""
 
 
 _OPTIONAL_WHITESPACE = b" \t"
@@ -29,16 +33,20 @@ class CredentialReader:
     headers with byte comparisons.
     """
 
-    __slots__ = ("_binding_names", "_token_name", "_wanted")
+    __slots__ = ("_binding_names", "_prefix", "_token_name", "_wanted")
 
-    def __init__(self, token_header: str, binding_headers: Sequence[str]) -> None:
+    def __init__(
+        self, token_header: str, binding_headers: Sequence[str], token_prefix: str = ""
+    ) -> None:
         # ASGI servers deliver header names lower-cased.
         self._token_name = token_header.lower().encode("ascii")
         self._binding_names = tuple(name.lower().encode("ascii") for name in binding_headers)
         self._wanted = frozenset((self._token_name, *self._binding_names))
+        self._prefix = token_prefix.encode("ascii")
 
     def read(self, headers: Iterable[tuple[bytes, bytes]]) -> Credentials:
         tokens: list[bytes] = []
+        unprefixed = False
         binding_copies: dict[bytes, set[bytes]] = {}
         for name, raw in headers:
             if name not in self._wanted:
@@ -47,7 +55,10 @@ class CredentialReader:
             # trimmed it, httptools keeps trailing whitespace: read it the same whatever runs.
             value = raw.strip(_OPTIONAL_WHITESPACE)
             if name == self._token_name:
-                tokens.append(value)
+                token = token_value(value, self._prefix)
+                if token is None:  # kept as sent: not missing, malformed
+                    unprefixed, token = True, value
+                tokens.append(token)
             elif value:  # an empty binding header counts as absent
                 binding_copies.setdefault(name, set()).add(value)
 
@@ -56,6 +67,35 @@ class CredentialReader:
         for name in self._binding_names:
             copies = binding_copies.get(name)
             if not copies:
-                return Credentials(tuple(tokens), None, conflict)
+                return Credentials(tuple(tokens), None, conflict, unprefixed)
             values.append(next(iter(copies)))
-        return Credentials(tuple(tokens), b"".join(values), conflict)
+        return Credentials(tuple(tokens), b"".join(values), conflict, unprefixed)
+
+
+def token_value(value: bytes, prefix: bytes) -> bytes | None:
+    """The token in a (trimmed) token header value: after `prefix`, empty when there is none
+    or the app put its fetch status there instead (`NO_NETWORK`); None without the prefix."""
+    token = _after_prefix(value, prefix)
+    if token is not None and fetch_status_in_token(token) is not None:
+        return b""
+    return token
+
+
+def status_of_token_header(value: bytes, prefix: bytes) -> str | None:
+    """The fetch status an app put in its token header instead of a token, lower case."""
+    token = _after_prefix(value.strip(_OPTIONAL_WHITESPACE), prefix)
+    return None if token is None else fetch_status_in_token(token)
+
+
+def fetch_status_in_token(token: bytes) -> str | None:
+    if len(token) > MAX_STATUS_NAME_BYTES:  # a token: not hashed for the lookup
+        return None
+    return status_in_token_header(token)
+
+
+def _after_prefix(value: bytes, prefix: bytes) -> bytes | None:
+    if value.startswith(prefix):
+        return value[len(prefix) :].strip(_OPTIONAL_WHITESPACE)
+    if value == prefix.rstrip(_OPTIONAL_WHITESPACE) or not value:  # nothing after the prefix
+        return b""
+    return None

@@ -18,7 +18,13 @@ from urllib.parse import urlsplit
 
 from authsvc.check.jose import HS256
 from authsvc.check.keys import Key, KeySet, duplicate_kids, parse_jwks, parse_pem
-from authsvc.config import ConfigError, Settings, decode_secret, redacted_url
+from authsvc.config import (
+    ConfigError,
+    Settings,
+    decode_account_key,
+    decode_secret,
+    redacted_url,
+)
 
 MAX_KEY_DOCUMENT_BYTES = 1 << 20
 
@@ -64,6 +70,23 @@ def load_keys(settings: Settings) -> KeySet:
     if problems:
         raise ConfigError(problems)
     return KeySet(tuple(keys), secret)
+
+
+def load_account_signing_key(settings: Settings) -> bytes | None:
+    """The account's message signing key, from the setting or its file (read again on each
+    load, so a HUP reload picks up a rotated key); a ConfigError says what is wrong."""
+    path = settings.account_signing_key_file
+    if path is None:
+        return settings.account_signing_key
+    setting = "APPROOV_ACCOUNT_MESSAGE_SIGNING_SECRET_FILE"
+    problems: list[str] = []
+    data = _read(path, setting, problems)
+    if data is not None:
+        try:
+            return decode_account_key(data.decode("ascii", "replace").strip())
+        except ValueError as error:
+            problems.append(f"{setting} {path}: {error}")
+    raise ConfigError(problems)
 
 
 def _read(path: Path, setting: str, problems: list[str]) -> bytes | None:

@@ -1,13 +1,17 @@
-"""Approov installation message signing: the app's `install` signature (RFC 9421) over the
-client's request, verified with the public key the token carries in its `ipk` claim.
+"""Approov message signing: the app's signature (RFC 9421) over the client's request, verified
+with the key its token names.
+
+Two signatures, one pair of headers (`Signature-Input`, `Signature`), the SDKs send either or
+both: `install`, `ecdsa-p256-sha256` (raw r‖s) with the public key the token carries in `ipk`;
+and `account`, `hmac-sha256` with the account's message signing key, which the token names in
+`mskid`. A token with `ipk` needs `install` (an `account` beside it is neither needed nor an
+error); one with `mskid` and no `ipk` needs `account`, when the account key is configured.
 
 Pure, like authsvc.check.verify: no HTTP, no environment. It runs after the token's own checks
 and reads what the proxy said of the client's request (authsvc.check.origin builds the
 `ClientRequest`). What authsvc accepts is what Approov's SDKs send and Approov's own backend
-verifiers accept: label
-`install`, `ecdsa-p256-sha256` with a raw r‖s value, `created` required and `expires`
-optional, and a `Signature` member as a byte sequence (RFC form) or a string (the OkHttp
-service since October 2025).
+verifiers accept: `created` required and `expires` optional, and a `Signature` member as a byte
+sequence (RFC form) or a string (the OkHttp service from 3.5.2 to 3.5.7).
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from authsvc.policy import Decision, Reason, SigningMode
 
 LABEL = "install"
 ALGORITHM = "ecdsa-p256-sha256"
+ACCOUNT_LABEL = "account"
+ACCOUNT_ALGORITHM = "hmac-sha256"
 # What a signature must cover (with the token header): otherwise it proves nothing about the
 # request it came with, and could be lifted onto another one.
 REQUIRED_COMPONENTS = ("@method", "@target-uri")
@@ -48,6 +54,7 @@ DIGEST_ALGORITHMS: Mapping[str, Callable[[bytes], Any]] = {
 CONTENT_DIGEST = "content-digest"
 MAX_SIGNATURE_FIELD_BYTES = 8192
 _RAW_SIGNATURE_BYTES = 64  # r‖s, 32 bytes each
+_HMAC_SHA256_BYTES = 32
 _IPK_CACHE_SIZE = 4096
 _SCHEME_AND_AUTHORITY = re.compile(r"(?P<scheme>[^:/?#]+)://(?P<authority>[^/?#]*)(?P<target>.*)\Z")
 
@@ -80,8 +87,44 @@ class _Signature:
     value: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class _Scheme:
+    """A signature label, its algorithm, its value's length, and how it verifies."""
+
+    label: str
+    algorithm: str
+    value_bytes: int
+    verifies: Callable[[Any, bytes, bytes], bool]
+    """(key, raw signature value, signature base) -> whether the value is the key's."""
+
+
+def hmac_sha256_verifies(key: bytes, value: bytes, base: bytes) -> bool:
+    """RFC 9421 3.3.3 hmac-sha256, compared in constant time."""
+    return hmac.compare_digest(hmac.new(key, base, hashlib.sha256).digest(), value)
+
+
+def ecdsa_p256_verifies(
+    public_key: ec.EllipticCurvePublicKey, raw_signature: bytes, base: bytes
+) -> bool:
+    """RFC 9421 3.3.4 ecdsa-p256-sha256: `raw_signature` is r‖s, 32 bytes each."""
+    half = len(raw_signature) // 2
+    der = encode_dss_signature(
+        int.from_bytes(raw_signature[:half]), int.from_bytes(raw_signature[half:])
+    )
+    try:
+        public_key.verify(der, base, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return False
+    return True
+
+
+INSTALL = _Scheme(LABEL, ALGORITHM, _RAW_SIGNATURE_BYTES, ecdsa_p256_verifies)
+ACCOUNT = _Scheme(ACCOUNT_LABEL, ACCOUNT_ALGORITHM, _HMAC_SHA256_BYTES, hmac_sha256_verifies)
+
+
 class MessageSignatures:
-    """The second stage of a check: a token verdict, then the request's `install` signature."""
+    """The second stage of a check: a token verdict, then the request's signature, `install`
+    or `account` by what the token names."""
 
     def __init__(
         self,
@@ -90,6 +133,8 @@ class MessageSignatures:
         max_age_seconds: int,
         clock_skew_seconds: int = 0,
         abort_on_invalid_signature: bool = True,
+        account_key: bytes | None = None,
+        account_key_id: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._token_component = token_header.lower()
@@ -97,9 +142,15 @@ class MessageSignatures:
         self._max_age = max_age_seconds
         self._skew = clock_skew_seconds
         self._abort = abort_on_invalid_signature
+        self._account_key = account_key
+        self._account_key_id = account_key_id
         self.clock = clock
         # An app installation signs many requests with one key: parse each `ipk` once.
         self._public_key = lru_cache(maxsize=_IPK_CACHE_SIZE)(load_ipk)
+
+    @property
+    def account_key_configured(self) -> bool:
+        return self._account_key is not None
 
     @staticmethod
     def applies(verdict: Verdict, mode: SigningMode) -> bool:
@@ -115,40 +166,54 @@ class MessageSignatures:
         claims = verdict.claims
         if claims is None or not self.applies(verdict, mode):  # `is None` again for mypy
             return verdict
-        reason = self._reason(claims, message, mode)
+        reason, signed_by = self._reason(claims, message, mode)
         if reason is Reason.OK:
-            return verdict
+            return verdict if signed_by is None else replace(verdict, signed_by=signed_by)
         decision = Decision.DENY if self._abort or reason.always_denied else Decision.MONITOR
         # The claims stay for the log's sake, but nothing of them is forwarded on a failure.
         return replace(verdict, reason=reason, decision=decision, cached=False)
 
     def _reason(
         self, claims: Mapping[str, Any], message: ClientRequest, mode: SigningMode
-    ) -> Reason:
-        ipk = claims.get("ipk")
-        if ipk is None:
-            return Reason.IPK_MISSING if mode is SigningMode.REQUIRED else Reason.OK
+    ) -> tuple[Reason, str | None]:
+        """The signature's reason, and the label of the signature that verified."""
         try:
-            self._verify(ipk, message)
+            scheme, key = self._scheme(claims)
+            if scheme is None:
+                return (Reason.IPK_MISSING if mode is SigningMode.REQUIRED else Reason.OK), None
+            self._verify(scheme, key, message)
         except _Refused as refused:
-            return refused.reason
-        return Reason.OK
+            return refused.reason, None
+        return Reason.OK, scheme.label
 
-    def _verify(self, ipk: object, message: ClientRequest) -> None:
-        public_key = self._public_key(ipk) if isinstance(ipk, str) else None
-        if public_key is None:
-            raise _Refused(Reason.IPK_INVALID)
-        signature = _install_signature(message.fields)
-        self._check_parameters(signature.parameters)
+    def _scheme(self, claims: Mapping[str, Any]) -> tuple[_Scheme | None, Any]:
+        """Which signature the token's claims call for, with its key; (None, None) when they
+        name no key authsvc holds."""
+        ipk = claims.get("ipk")
+        if ipk is not None:
+            public_key = self._public_key(ipk) if isinstance(ipk, str) else None
+            if public_key is None:
+                raise _Refused(Reason.IPK_INVALID)
+            return INSTALL, public_key
+        mskid = claims.get("mskid")
+        if mskid is None or self._account_key is None:
+            return None, None
+        if self._account_key_id is not None and mskid != self._account_key_id:
+            raise _Refused(Reason.MSKID_MISMATCH)
+        return ACCOUNT, self._account_key
+
+    def _verify(self, scheme: _Scheme, key: Any, message: ClientRequest) -> None:
+        signature = _labelled_signature(message.fields, scheme)
+        self._check_parameters(signature.parameters, scheme.algorithm)
         self._check_coverage(signature.components, message.fields)
         base = _signature_base(signature.components, signature.params_text, message)
-        if not ecdsa_p256_verifies(public_key, signature.value, base):
+        if not scheme.verifies(key, signature.value, base):
             raise _Refused(Reason.MESSAGE_SIGNATURE_MISMATCH)
         if message.body is not None:
             _check_body_digest(message.body, message.fields)
 
-    def _check_parameters(self, parameters: Mapping[str, Any]) -> None:
-        if parameters.get("alg") != ALGORITHM:
+    def _check_parameters(self, parameters: Mapping[str, Any], algorithm: str) -> None:
+        if parameters.get("alg") != algorithm:
             raise _Refused(Reason.MESSAGE_ALG_NOT_ALLOWED)
         created = parameters.get("created")
         expires = parameters.get("expires", created)
@@ -183,24 +248,26 @@ class MessageSignatures:
             raise _Refused(Reason.MESSAGE_COVERAGE_INSUFFICIENT)
 
 
-def _install_signature(fields: Mapping[str, tuple[bytes, ...]]) -> _Signature:
+def _labelled_signature(fields: Mapping[str, tuple[bytes, ...]], scheme: _Scheme) -> _Signature:
     inputs, signatures = fields.get("signature-input"), fields.get("signature")
     if not inputs or not signatures:
         raise _Refused(Reason.MESSAGE_SIGNATURE_MISSING)
     input_members = _dictionary(inputs)
     signature_members = _dictionary(signatures)
-    if LABEL not in input_members and LABEL not in signature_members:
+    label = scheme.label
+    if label not in input_members and label not in signature_members:
         raise _Refused(Reason.MESSAGE_SIGNATURE_MISSING)
     # Both fields name the same signatures, or one of them was added to or cut.
     if input_members.keys() != signature_members.keys():
         raise _Refused(Reason.MESSAGE_SIGNATURE_MALFORMED)
-    components, parameters, params_text = _signature_input(input_members[LABEL])
-    return _Signature(
-        components, parameters, params_text, _raw_signature(signature_members[LABEL][0])
-    )
+    components, parameters, params_text = _signature_input(label, input_members[label])
+    value = _raw_signature(signature_members[label][0], scheme.value_bytes)
+    return _Signature(components, parameters, params_text, value)
 
 
-def _signature_input(member: tuple[Any, Any]) -> tuple[tuple[str, ...], Mapping[str, Any], bytes]:
+def _signature_input(
+    label: str, member: tuple[Any, Any]
+) -> tuple[tuple[str, ...], Mapping[str, Any], bytes]:
     """The covered components, the parameters and `@signature-params` of a Signature-Input
     member."""
     inner, parameters = member
@@ -215,7 +282,7 @@ def _signature_input(member: tuple[Any, Any]) -> tuple[tuple[str, ...], Mapping[
             raise _Refused(Reason.MESSAGE_COMPONENT_UNSUPPORTED)
         components.append(name)
     # RFC 9421 3.2: the verifier serialises the parsed parameters again.
-    params_text = http_sf.ser({LABEL: member})[len(LABEL) + 1 :].encode("ascii")
+    params_text = http_sf.ser({label: member})[len(label) + 1 :].encode("ascii")
     return tuple(components), parameters, params_text
 
 
@@ -226,7 +293,7 @@ def signature_base(request: ClientRequest, label: str = LABEL) -> bytes:
         member = _dictionary(request.fields.get("signature-input", ())).get(label)
         if member is None:
             raise ValueError(f"no signature labelled {label!r}")
-        components, _parameters, params_text = _signature_input(member)
+        components, _parameters, params_text = _signature_input(label, member)
         return _signature_base(components, params_text, request)
     except _Refused as refused:
         raise ValueError(refused.reason.value) from None
@@ -250,8 +317,8 @@ def _dictionary(lines: tuple[bytes, ...]) -> dict[str, Any]:
     return cast(dict[str, Any], parsed)
 
 
-def _raw_signature(member: object) -> bytes:
-    """The 64 bytes r‖s of a `Signature` member, a byte sequence or a base64 string."""
+def _raw_signature(member: object, size: int) -> bytes:
+    """The `size` bytes of a `Signature` member, a byte sequence or a base64 string."""
     if type(member) is bytes:
         raw = member
     elif type(member) is str:
@@ -261,24 +328,9 @@ def _raw_signature(member: object) -> bytes:
             raise _Refused(Reason.MESSAGE_SIGNATURE_MALFORMED) from None
     else:
         raise _Refused(Reason.MESSAGE_SIGNATURE_MALFORMED)
-    if len(raw) != _RAW_SIGNATURE_BYTES:
+    if len(raw) != size:
         raise _Refused(Reason.MESSAGE_SIGNATURE_MALFORMED)
     return raw
-
-
-def ecdsa_p256_verifies(
-    public_key: ec.EllipticCurvePublicKey, raw_signature: bytes, base: bytes
-) -> bool:
-    """RFC 9421 3.3.4 ecdsa-p256-sha256: `raw_signature` is r‖s, 32 bytes each."""
-    half = len(raw_signature) // 2
-    der = encode_dss_signature(
-        int.from_bytes(raw_signature[:half]), int.from_bytes(raw_signature[half:])
-    )
-    try:
-        public_key.verify(der, base, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
-        return False
-    return True
 
 
 def load_ipk(ipk: str) -> ec.EllipticCurvePublicKey | None:

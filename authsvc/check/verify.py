@@ -50,6 +50,8 @@ class Verdict:
     """The label of the key that verified the signature."""
     cached: bool = False
     """Answered from the cache of allowed verdicts."""
+    signed_by: str | None = None
+    """The label of the message signature that verified (`install`, `account`), if any."""
 
     @property
     def allowed(self) -> bool:
@@ -127,6 +129,8 @@ class Verifier:
             return Reason.TOKEN_DUPLICATED, None, None
         if not tokens or not tokens[0]:
             return Reason.TOKEN_MISSING, None, None
+        if credentials.unprefixed:
+            return Reason.TOKEN_MALFORMED, None, None
         token = tokens[0]
         if len(token) > MAX_TOKEN_BYTES:
             return Reason.TOKEN_TOO_LONG, None, None

@@ -17,7 +17,7 @@ import falcon
 import falcon.asgi
 
 from authsvc.check.verify import Checker
-from authsvc.http.checks import CheckEndpoint, CheckRequest
+from authsvc.http.checks import CheckEndpoint
 from authsvc.http.routes import CheckRoute
 from authsvc.observe.decisionlog import DecisionLog
 from authsvc.observe.metrics import CONTENT_TYPE, Metrics
@@ -51,7 +51,7 @@ class AuthEndpoint:
         started = time.perf_counter()
         checks = self._checks
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
-        request = CheckRequest.parsed(
+        request = checks.request(
             scope["method"], raw_path, scope.get("query_string", b""), scope["headers"]
         )
         decided = checks.decide(route, request)

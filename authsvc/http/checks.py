@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, overload
 
 from authsvc.check.cache import VerdictMemo
-from authsvc.check.credentials import CredentialReader
+from authsvc.check.credentials import CredentialReader, status_of_token_header
 from authsvc.check.origin import (
     ORIGINAL_METHOD_HEADERS,
     ORIGINAL_TARGET_HEADERS,
@@ -32,7 +32,13 @@ from authsvc.config import Settings
 from authsvc.http.routes import CheckRoute, parse_route
 from authsvc.observe.decisionlog import DecisionLog, header_text
 from authsvc.observe.metrics import Metrics
-from authsvc.policy import Decision, Reason, SigningMode
+from authsvc.observe.trace import (
+    APPROOV_TRACE_HEADER,
+    TRACEPARENT_HEADER,
+    approov_trace_id,
+    w3c_trace_id,
+)
+from authsvc.policy import Decision, Reason, SigningMode, approov_status
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +77,7 @@ class CheckRequest:
     headers: Headers
     """Names lower-cased, values as received, every copy in order."""
     context: dict[bytes, bytes]
-    """The last copy of each header the answer and the log look at (_CONTEXT_HEADERS)."""
-
-    @classmethod
-    def parsed(cls, method: str, raw_path: bytes, query: bytes, headers: Headers) -> CheckRequest:
-        context = {name: value for name, value in headers if name in _CONTEXT_HEADERS}
-        return cls(method, raw_path, query, headers, context)
+    """The last copy of each header the answer and the log look at (CheckEndpoint.request)."""
 
     @property
     def announces_body(self) -> bool:
@@ -130,7 +131,19 @@ class CheckEndpoint:
         self._log = log
         self._metrics = metrics
         self._clock = clock
-        self._reader = CredentialReader(settings.token_header, settings.binding_headers)
+        self._reader = CredentialReader(
+            settings.token_header, settings.binding_headers, settings.token_prefix
+        )
+        self._token_name = settings.token_header.lower().encode("ascii")
+        self._token_prefix = settings.token_prefix.encode("ascii")
+        status = settings.status_header
+        self._status_name = status.lower().encode("ascii") if status else None
+        self._context_names = _CONTEXT_HEADERS | {
+            self._token_name,
+            *([self._status_name] if self._status_name else []),
+            APPROOV_TRACE_HEADER,
+            TRACEPARENT_HEADER,
+        }
         self._default_binding = settings.binding_mode
         self._default_signing = settings.signing_mode
         self._allow_status = settings.allow_status
@@ -140,6 +153,13 @@ class CheckEndpoint:
         self._verdict_heads = VerdictMemo(self._verdict_head)
         # The routes without a client's path: a few dozen names at most, each parsed once.
         self._routes: dict[str, CheckRoute] = {}
+
+    def request(self, method: str, raw_path: bytes, query: bytes, headers: Headers) -> CheckRequest:
+        """A check request as parsed, with the last copy of each header this endpoint reads
+        for the answer and the log."""
+        names = self._context_names
+        context = {name: value for name, value in headers if name in names}
+        return CheckRequest(method, raw_path, query, headers, context)
 
     def route(self, path: str) -> CheckRoute | None:
         """The policy `path` names, or None if it is not a check route."""
@@ -248,9 +268,10 @@ class CheckEndpoint:
         raised."""
         try:
             elapsed = time.perf_counter() - started
-            self._metrics.record(verdict, elapsed)
+            context = request.context
+            status = self._approov_status(context)
+            self._metrics.record(verdict, elapsed, status)
             if self._log is not None:
-                context = request.context
                 method = _first(context, ORIGINAL_METHOD_HEADERS) or request.method.encode()
                 uri = _first(context, _ORIGINAL_URI_HEADERS) or (
                     request.appended_target() if route.appended else request.raw_path
@@ -265,9 +286,22 @@ class CheckEndpoint:
                     request_id=header_text(context.get(b"x-request-id")),
                     latency_ms=elapsed * 1000,
                     error=error,
+                    approov_status=status,
+                    approov_trace_id=approov_trace_id(context.get(APPROOV_TRACE_HEADER)),
+                    trace_id=w3c_trace_id(context.get(TRACEPARENT_HEADER)),
                 )
         except Exception as exc:
             log.error("decision %s answered but not recorded: %s", verdict.reason, _where(exc))
+
+    def _approov_status(self, context: dict[bytes, bytes]) -> str | None:
+        """What the app reported of its token fetch: its status header, else a status name
+        in its token header; never part of the verdict."""
+        if self._status_name is not None:
+            reported = context.get(self._status_name, b"").strip(b" \t")
+            if reported:
+                return approov_status(reported)
+        token = context.get(self._token_name)
+        return None if token is None else status_of_token_header(token, self._token_prefix)
 
 
 def _first(context: dict[bytes, bytes], names: tuple[bytes, ...]) -> bytes | None:

@@ -206,7 +206,7 @@ class CheckProtocol(HttpToolsProtocol):
         if route is None:
             return False
         method = self.parser.get_method().decode("ascii")
-        request = CheckRequest.parsed(method, raw_path, url.query or b"", self.headers)
+        request = checks.request(method, raw_path, url.query or b"", self.headers)
         if not request.framing_known:  # RFC 9112 6.3: 400, then close
             self.send_400_response("Invalid HTTP request received.")
             self._answered = True

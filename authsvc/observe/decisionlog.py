@@ -117,7 +117,12 @@ class DecisionLog:
         request_id: str | None,
         latency_ms: float,
         error: str | None = None,
+        approov_status: str | None = None,
+        approov_trace_id: str | None = None,
+        trace_id: str | None = None,
     ) -> None:
+        """`approov_status`: what the app reported of its token fetch (a bounded vocabulary);
+        the trace ids: Approov's fetch (Approov-TraceID) and the W3C trace (traceparent)."""
         key = (verdict.decision, verdict.reason, policy, signing, monitored)
         head = self._heads.get(key)
         if head is None:
@@ -125,6 +130,8 @@ class DecisionLog:
         line = (
             f'{{"time": "{self._timestamps.format(self._clock())}", {head}'
             f"{_text('method', method)}{_text('uri', uri)}{_text('request_id', request_id)}"
+            f"{_text('approov_status', approov_status)}"
+            f"{_text('approov_trace_id', approov_trace_id)}{_text('trace_id', trace_id)}"
             f'"latency_ms": {round(latency_ms, 3)!r}{self._tails(verdict)}'
             f"{'' if error is None else _ERROR + encode_basestring_ascii(error)}}}\n"
         )
@@ -187,6 +194,7 @@ def _verdict_tail(verdict: Verdict) -> str:
     fields: dict[str, Any] = {
         "did": did[:MAX_FIELD_CHARS] if isinstance(did, str) else None,
         "key": verdict.key,
+        "signed_by": verdict.signed_by,
         "cached": True if verdict.cached else None,
         # Any JSON number can reach here (the claims of a token denied as claims_invalid).
         "exp": exp if is_timestamp(exp) else None,

@@ -38,6 +38,7 @@ class Metrics:
 
         self._failed = False
         self._counts: dict[tuple[Decision, Reason, bool], int] = {}
+        self._statuses: dict[str, int] = {}
         self._seconds = [0] * (len(VERIFY_BUCKETS) + 1)  # per bucket, the last one +Inf
         self._seconds_sum = 0.0
         self._registry = CollectorRegistry()
@@ -55,6 +56,14 @@ class Metrics:
             "authsvc_cache_lookups",
             "Lookups in the cache of allowed verdicts, by result (hit or miss).",
             ["result"],
+            registry=registry,
+        )
+        self.approov_statuses = Counter(
+            "authsvc_approov_status",
+            "Checks by the token fetch status the app reported (Approov-Status, or a status"
+            " name in the token header), on allows and denials alike; `other` for a value"
+            " outside the SDKs' names. A check that reported none is not counted here.",
+            ["status"],
             registry=registry,
         )
         self.keys = Gauge(
@@ -89,6 +98,10 @@ class Metrics:
     def _cache_lookup(self, hit: bool) -> Any:
         return self.cache_lookups.labels("hit" if hit else "miss")
 
+    @functools.cache  # noqa: B019 - the status vocabulary is bounded (authsvc.policy)
+    def _approov_status(self, status: str) -> Any:
+        return self.approov_statuses.labels(status)
+
     def watch(self, keys: KeySource) -> None:
         """Keep the key gauges current as `keys` reloads."""
         algorithms = ",".join(sorted(keys.current.algorithms)) or "none"
@@ -101,14 +114,17 @@ class Metrics:
         self.keys_loaded.set(keys.loaded_at)
         self.keys_last_load_ok.set(1 if keys.last_load_ok else 0)
 
-    def record(self, verdict: Verdict, seconds: float) -> None:
-        """Count a decision. Inside an event loop the counts are added up and written at most
-        FLUSH_SECONDS later (and before `/metrics` answers, and when the worker stops): a write
-        to the multiprocess files costs more than a check's own work."""
+    def record(self, verdict: Verdict, seconds: float, approov_status: str | None = None) -> None:
+        """Count a decision, and the fetch status the app reported with it. Inside an event
+        loop the counts are added up and written at most FLUSH_SECONDS later (and before
+        `/metrics` answers, and when the worker stops): a write to the multiprocess files
+        costs more than a check's own work."""
         counts = self._counts
         first = not counts
         key = (verdict.decision, verdict.reason, verdict.cached)
         counts[key] = counts.get(key, 0) + 1
+        if approov_status is not None:
+            self._statuses[approov_status] = self._statuses.get(approov_status, 0) + 1
         self._seconds[bisect.bisect_left(VERIFY_BUCKETS, seconds)] += 1
         self._seconds_sum += seconds
         if first:
@@ -122,10 +138,13 @@ class Metrics:
         counts, self._counts = self._counts, {}
         seconds, self._seconds = self._seconds, [0] * (len(VERIFY_BUCKETS) + 1)
         seconds_sum, self._seconds_sum = self._seconds_sum, 0.0
+        statuses, self._statuses = self._statuses, {}
         try:
             for (decision, reason, cached), count in counts.items():
                 self._decision(decision, reason).inc(count)
                 self._cache_lookup(cached).inc(count)
+            for status, count in statuses.items():
+                self._approov_status(status).inc(count)
             # Histogram.observe once per check, added up: prometheus_client keeps one value per
             # bucket (not cumulative) and the sum (tests/unit/observe/test_metrics.py pins it).
             histogram: Any = self.verify_seconds

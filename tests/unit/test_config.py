@@ -278,7 +278,9 @@ def test_summary_shows_the_message_signing_settings() -> None:
         "APPROOV_PUBLIC_BASE_URL": "https://a.io",
     }
     summary = Settings.from_env(env).summary()
-    assert "signing=if-present (max age 60s, skew 0s, url https://a.io)" in summary
+    assert (
+        "signing=if-present (max age 60s, skew 0s, url https://a.io, account key none)" in summary
+    )
 
 
 @pytest.mark.parametrize(

@@ -111,26 +111,44 @@ TEXTS = st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(
     text=st.fixed_dictionaries(
-        {"method": TEXTS, "uri": TEXTS, "request_id": TEXTS, "error": TEXTS}
+        dict.fromkeys(
+            (
+                "method",
+                "uri",
+                "request_id",
+                "error",
+                "approov_status",
+                "approov_trace_id",
+                "trace_id",
+            ),
+            TEXTS,
+        )
     ),
+    signed_by=st.sampled_from([None, "install", "account"]),
     did=st.one_of(st.none(), st.text(max_size=40), st.integers()),
     exp=st.one_of(st.none(), st.integers(-(10**20), 10**20), st.floats(allow_nan=True)),
     flags=st.tuples(st.booleans(), st.booleans()),
     latency_ms=st.floats(0, 10_000),
 )
-def test_the_line_is_exactly_json_dumps_of_its_fields(
+def test_the_line_is_exactly_json_dumps_of_its_fields(  # noqa: PLR0917 - hypothesis's arguments
     text: dict[str, str | None],
     did: object,
     exp: object,
     flags: tuple[bool, bool],
     latency_ms: float,
+    signed_by: str | None,
 ) -> None:
     """The line is assembled from fragments decided once (per reason and policy, per cached
     verdict), not by encoding a dict per check: it must still be the dict's json.dumps."""
     method, uri, request_id, error = (text[n] for n in ("method", "uri", "request_id", "error"))
+    status, approov_trace_id, trace_id = (
+        text[n] for n in ("approov_status", "approov_trace_id", "trace_id")
+    )
     monitored, cached = flags
     claims = {"exp": exp, "did": did}
-    verdict = Verdict(Reason.OK, Decision.ALLOW, claims, "secret", cached=cached)
+    verdict = Verdict(
+        Reason.OK, Decision.ALLOW, claims, "secret", cached=cached, signed_by=signed_by
+    )
     stream = io.StringIO()
     now = 1_795_763_366.25
     DecisionLog(stream, clock=lambda: now).record(
@@ -143,6 +161,9 @@ def test_the_line_is_exactly_json_dumps_of_its_fields(
         request_id=request_id,
         latency_ms=latency_ms,
         error=error,
+        approov_status=status,
+        approov_trace_id=approov_trace_id,
+        trace_id=trace_id,
     )
     fields = {
         "time": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
@@ -154,9 +175,13 @@ def test_the_line_is_exactly_json_dumps_of_its_fields(
         "method": method,
         "uri": uri,
         "request_id": request_id,
+        "approov_status": status,
+        "approov_trace_id": approov_trace_id,
+        "trace_id": trace_id,
         "latency_ms": round(latency_ms, 3),
         "did": did if isinstance(did, str) else None,
         "key": "secret",
+        "signed_by": signed_by,
         "cached": True if cached else None,
         "exp": exp if is_timestamp(exp) else None,
         "error": error,
