@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import re
 from collections.abc import Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,9 +48,20 @@ APPROOV_TEST_TOKEN = (
 TEST_KEY = load_der_private_key(base64.b64decode(APPROOV_TEST_PRIVATE_KEY), password=None)
 assert isinstance(TEST_KEY, ec.EllipticCurvePrivateKey)
 
+# A test account message signing key (`approov secret -messageSigningKey get-base64url` prints
+# such a key) and the id a token names it by in `mskid`.
+TEST_ACCOUNT_KEY = bytes(range(100, 132))
+TEST_ACCOUNT_KEY_B64URL = base64.urlsafe_b64encode(TEST_ACCOUNT_KEY).rstrip(b"=").decode()
+TEST_MSKID = "test-account-key-1"
+
 # What Approov's SDKs cover by default (the token header, and the others when present).
 SDK_COMPONENTS = ("@method", "@target-uri", "approov-token")
 SDK_LIFETIME_SECONDS = 15
+
+
+def mskid_token(mskid: str = TEST_MSKID, **claims: Any) -> str:
+    """A token of an account without installation keys: it names the account signing key."""
+    return token(mskid=mskid, **claims)
 
 
 def ipk_token(ipk: str = APPROOV_TEST_IPK, **claims: Any) -> str:
@@ -125,30 +137,43 @@ def sign(
     lifetime: float | None = SDK_LIFETIME_SECONDS,
     label: str = "install",
     key: ec.EllipticCurvePrivateKey = TEST_KEY,
+    account_key: bytes = TEST_ACCOUNT_KEY,
     string_form: bool = False,
+    append: bool = False,
 ) -> Request:
-    """Sign `message` in place as an Approov SDK would: label `install`, `created`, `expires`
-    after `lifetime` seconds, a Content-Digest (covered) when it has a body. `string_form`:
-    the Signature member as a string, as the OkHttp service sends it."""
+    """Sign `message` in place as an Approov SDK would: label `install` (ECDSA P-256 with
+    `key`) or `account` (HMAC-SHA256 with `account_key`), `created`, `expires` after
+    `lifetime` seconds, a Content-Digest (covered) when it has a body. `append`: beside a
+    signature already there, as okhttp sends both. `string_form`: every Signature member as a
+    string, as the okhttp service 3.5.2 to 3.5.7 sends it."""
     now = created if created is not None else datetime.datetime.now(datetime.UTC).timestamp()
     created_at = datetime.datetime.fromtimestamp(int(now), datetime.UTC)
+    algorithm, signing_key = (
+        (algorithms.HMAC_SHA256, account_key)
+        if label == "account"
+        else (algorithms.ECDSA_P256_SHA256, key)
+    )
     signer = HTTPMessageSigner(
-        signature_algorithm=algorithms.ECDSA_P256_SHA256,
-        key_resolver=MappingKeyResolver(public_keys={}, private_keys={"test-install": key}),
+        signature_algorithm=algorithm,
+        key_resolver=MappingKeyResolver(
+            public_keys={}, private_keys={f"test-{label}": signing_key}
+        ),
     )
     signer.sign(
         message,
-        key_id="test-install",
+        key_id=f"test-{label}",
         created=created_at,
         expires=None if lifetime is None else created_at + datetime.timedelta(seconds=lifetime),
         label=label,
         covered_component_ids=list(components),
         body=message.body,
         use_existing_digest="Content-Digest" in message.headers,
+        append_if_signature_exists=append,
     )
     if string_form:
-        member = message.headers["Signature"]
-        message.headers["Signature"] = member.replace("=:", '="', 1)[:-1] + '"'
+        message.headers["Signature"] = re.sub(
+            r"=:([A-Za-z0-9+/=]*):", r'="\1"', message.headers["Signature"]
+        )
     return message
 
 

@@ -32,8 +32,11 @@ from tests.signatures import (
     APPROOV_TEST_SECRET,
     APPROOV_TEST_TOKEN,
     SDK_COMPONENTS,
+    TEST_ACCOUNT_KEY,
+    TEST_MSKID,
     Request,
     ipk_token,
+    mskid_token,
     request,
     sign,
     sign_by_hand,
@@ -793,3 +796,120 @@ def test_a_content_digest_that_is_not_a_dictionary_fails_the_body() -> None:
     message = request("POST", body=b"{}", headers=[("Content-Digest", "not a dictionary!")])
     message = sign_by_hand(message, (*SDK_COMPONENTS, "content-digest"), created=NOW)
     assert check(message).reason is Reason.CONTENT_DIGEST_MISMATCH
+
+
+# --- account signatures (hmac-sha256, the key the token names in `mskid`) -------------------
+
+
+def account_check(
+    message: Request, mode: SigningMode = SigningMode.REQUIRED, **options: Any
+) -> Verdict:
+    return check(message, mode, account_key=TEST_ACCOUNT_KEY, **options)
+
+
+def account_get(**options: Any) -> Request:
+    return sign(request(token_value=mskid_token()), created=NOW, label="account", **options)
+
+
+def test_an_account_signed_request_of_a_token_with_mskid_is_allowed_and_says_so() -> None:
+    verdict = account_check(account_get())
+    assert (verdict.reason, verdict.signed_by) == (Reason.OK, "account")
+
+
+def test_an_install_signed_request_says_it_was_signed_by_install() -> None:
+    assert check(signed_get()).signed_by == "install"
+
+
+@pytest.mark.parametrize("string_form", [False, True], ids=["sf-binary", "sf-string"])
+def test_both_signatures_verify_install_when_the_token_has_ipk(string_form: bool) -> None:
+    """okhttp 3.7 sends `install` and `account` on every request: a token with `ipk` is
+    checked against `install`; the `account` member beside it is no error."""
+    message = sign(signed_get(), created=NOW, label="account", append=True, string_form=string_form)
+    verdict = account_check(message)
+    assert (verdict.reason, verdict.signed_by) == (Reason.OK, "install")
+
+
+def test_both_signatures_verify_account_when_the_token_has_only_mskid() -> None:
+    message = sign(account_get(), created=NOW, label="install", append=True)
+    verdict = account_check(message)
+    assert (verdict.reason, verdict.signed_by) == (Reason.OK, "account")
+
+
+def test_a_token_with_ipk_needs_install_even_beside_a_valid_account_signature() -> None:
+    message = sign(request(), created=NOW, label="account")
+    assert account_check(message).reason is Reason.MESSAGE_SIGNATURE_MISSING
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [(SigningMode.REQUIRED, Reason.IPK_MISSING), (SigningMode.IF_PRESENT, Reason.OK)],
+)
+def test_a_token_with_mskid_and_no_account_key_configured_names_no_key(
+    mode: SigningMode, reason: Reason
+) -> None:
+    verdict = check(account_get(), mode)
+    assert (verdict.reason, verdict.signed_by) == (reason, None)
+
+
+@pytest.mark.parametrize(
+    ("key_id", "reason"), [(TEST_MSKID, Reason.OK), ("other", Reason.MSKID_MISMATCH)]
+)
+def test_the_tokens_mskid_must_be_the_configured_key_id(key_id: str, reason: Reason) -> None:
+    assert account_check(account_get(), account_key_id=key_id).reason is reason
+
+
+def test_an_account_signature_with_another_key_is_a_mismatch() -> None:
+    message = account_get(account_key=bytes(32))
+    assert account_check(message).reason is Reason.MESSAGE_SIGNATURE_MISMATCH
+
+
+def test_an_account_signature_is_checked_against_the_request_as_sent() -> None:
+    message = account_get()
+    message.method = "DELETE"
+    assert account_check(message).reason is Reason.MESSAGE_SIGNATURE_MISMATCH
+
+
+def test_an_account_signature_as_a_string_is_allowed() -> None:
+    message = account_get(string_form=True)
+    assert message.headers["Signature"].startswith('account="')
+    assert account_check(message).reason is Reason.OK
+
+
+def test_an_account_member_with_the_install_algorithm_is_refused() -> None:
+    message = account_get()
+    message.headers["Signature-Input"] = message.headers["Signature-Input"].replace(
+        "hmac-sha256", "ecdsa-p256-sha256"
+    )
+    assert account_check(message).reason is Reason.MESSAGE_ALG_NOT_ALLOWED
+
+
+@pytest.mark.parametrize("length", [31, 33, 64])
+def test_an_account_signature_of_another_length_than_hmac_sha256_is_malformed(length: int) -> None:
+    message = account_get()
+    message.headers["Signature"] = f"account=:{base64.b64encode(bytes(length)).decode()}:"
+    assert account_check(message).reason is Reason.MESSAGE_SIGNATURE_MALFORMED
+
+
+@pytest.mark.parametrize(
+    ("name", "changed"),
+    [("Approov-Status", "no_network"), ("Approov-TraceID", "AAAA")],
+)
+def test_a_covered_status_or_trace_id_is_signed_like_any_header(name: str, changed: str) -> None:
+    """okhttp covers `approov-status` and `approov-traceid` when it sends them."""
+    message = request(
+        token_value=mskid_token(), headers=[(name, "success" if "Status" in name else "dHJhY2U")]
+    )
+    sign(message, created=NOW, label="account", components=(*SDK_COMPONENTS, name.lower()))
+    assert account_check(message).reason is Reason.OK
+    message.headers[name] = changed
+    assert account_check(message).reason is Reason.MESSAGE_SIGNATURE_MISMATCH
+
+
+def test_a_forwarded_body_is_checked_against_an_account_signed_digest() -> None:
+    message = signed_post(b'{"amount": 1}', token_value=mskid_token(), created=NOW)
+    message.headers.pop("Signature")
+    message.headers.pop("Signature-Input")
+    sign(message, created=NOW, label="account", components=(*SDK_COMPONENTS, "content-digest"))
+    assert account_check(message).reason is Reason.OK
+    message.body = b'{"amount": 9}'
+    assert account_check(message).reason is Reason.CONTENT_DIGEST_MISMATCH
