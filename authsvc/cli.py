@@ -21,6 +21,7 @@ from authsvc.config import (
     DEFAULT_TOKEN_HEADER,
     PUBLIC_DUMMY_SECRET_B64,
     ConfigError,
+    decode_account_key,
     redacted_url,
 )
 from authsvc.environment import load_environment
@@ -71,6 +72,13 @@ def _duration(text: str) -> int:
         return parse_duration(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _account_key(text: str) -> bytes:
+    try:
+        return decode_account_key(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"the account key {error}") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -194,6 +202,11 @@ def _parser() -> argparse.ArgumentParser:
         help="carry the test installation key (`authsvc sign` signs requests with it)",
     )
     token_cmd.add_argument(
+        "--mskid",
+        metavar="KEY_ID",
+        help="name an account message signing key (`authsvc sign --account-secret` signs with it)",
+    )
+    token_cmd.add_argument(
         "--dev",
         action="store_true",
         help="allow a secret other than the public dummy (its tokens pass wherever it is used)",
@@ -204,7 +217,8 @@ def _parser() -> argparse.ArgumentParser:
         help="print a curl command for a request signed as an Approov SDK signs it (test key)",
         description="Sign a request with Approov's published test installation key, covering"
         " what the SDKs cover, and print it as a curl command. Its token must carry that key:"
-        " `authsvc token --ipk`.",
+        " `authsvc token --ipk`. With --account-secret, sign it as `account` instead, for a"
+        " token that names the account key: `authsvc token --mskid ID`.",
     )
     sign_cmd.add_argument("url", help="the full URL, as the app calls it")
     sign_cmd.add_argument("--method", "-X", default="GET")
@@ -218,6 +232,13 @@ def _parser() -> argparse.ArgumentParser:
         help="a header to send (and sign if the SDKs would); repeatable",
     )
     sign_cmd.add_argument("--data", help="a body to send, signed through its Content-Digest")
+    sign_cmd.add_argument(
+        "--account-secret",
+        type=_account_key,
+        metavar="KEY",
+        help="sign as `account` (hmac-sha256) with this account message signing key"
+        " (base64url, as `approov secret -messageSigningKey get-base64url` prints it)",
+    )
 
     report_cmd = commands.add_parser(
         "report",
@@ -303,6 +324,7 @@ def _explain(args: argparse.Namespace, runtime: Runtime) -> int:
         keys=runtime.keys.current,
         now=time.time(),
         signing=Signing(signing_mode, request, runtime.signatures),
+        status_header=settings.status_header,
     )
     print(explanation.render())
     return EXIT_DENIED if explanation.verdict.decision is Decision.DENY else 0
@@ -324,19 +346,36 @@ def _token(args: argparse.Namespace, runtime: Runtime) -> int:
         )
         return EXIT_REFUSED
     ipk = TEST_IPK if args.ipk else None
-    print(mint(secret, lifetime_seconds=args.expires, binding=args.binding, did=args.did, ipk=ipk))
+    print(
+        mint(
+            secret,
+            lifetime_seconds=args.expires,
+            binding=args.binding,
+            did=args.did,
+            ipk=ipk,
+            mskid=args.mskid,
+        )
+    )
     return 0
 
 
 def _sign(args: argparse.Namespace, token_header: str) -> int:
     if not any(name.lower() == token_header.lower() for name, _ in args.header):
+        minted = "--mskid ID" if args.account_secret else "--ipk"
         print(
-            f'authsvc: sign needs the token: --header "{token_header}: $(authsvc token --ipk)"',
+            f'authsvc: sign needs the token: --header "{token_header}: $(authsvc token {minted})"',
             file=sys.stderr,
         )
         return EXIT_REFUSED
     body = args.data.encode() if args.data is not None else None
-    added = sign_request(args.method, args.url, args.header, token_header=token_header, body=body)
+    added = sign_request(
+        args.method,
+        args.url,
+        args.header,
+        token_header=token_header,
+        body=body,
+        account_key=args.account_secret,
+    )
     command = ["curl", "-sS", "-i", "-X", args.method]
     for name, value in [*args.header, *added]:
         command += ["-H", f"{name}: {value}"]

@@ -152,6 +152,10 @@ class MessageSignatures:
     def account_key_configured(self) -> bool:
         return self._account_key is not None
 
+    @property
+    def account_key_id(self) -> str | None:
+        return self._account_key_id
+
     @staticmethod
     def applies(verdict: Verdict, mode: SigningMode) -> bool:
         """Whether a signature is to be checked: the policy asks, and the token passed."""

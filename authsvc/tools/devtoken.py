@@ -1,14 +1,16 @@
 """`authsvc token` and `authsvc sign`: test tokens and signed test requests, safely.
 
 `token` refuses a real secret unless told `--dev`: a token it signs would pass in production.
-`sign` signs only with Approov's published test installation key (the ASP.NET quickstart's),
-whose `ipk` `token --ipk` puts in a token: no real app installation holds it.
+`sign` signs with Approov's published test installation key (the ASP.NET quickstart's),
+whose `ipk` `token --ipk` puts in a token: no real app installation holds it; or, as `account`,
+with an account message signing key it is given, for a token that names it (`token --mskid`).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import re
 import time
 from collections.abc import Sequence
@@ -20,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import load_der_private_key
 
-from authsvc.check.signing import ALGORITHM, LABEL, ClientRequest, signature_base
+from authsvc.check.signing import ACCOUNT, INSTALL, ClientRequest, signature_base
 from authsvc.check.verify import binding_pay
 
 # Approov's published test installation key pair (EC P-256): `ipk` is its public key as
@@ -39,7 +41,13 @@ TEST_INSTALL_KEY = cast(
 )
 # What the SDKs cover when the request has it, after method, URL and token; and the lifetime
 # they give a signature.
-_SDK_OPTIONAL_COMPONENTS = ("approov-traceid", "authorization", "content-type", "content-digest")
+_SDK_OPTIONAL_COMPONENTS = (
+    "approov-traceid",
+    "approov-status",
+    "authorization",
+    "content-type",
+    "content-digest",
+)
 SDK_SIGNATURE_LIFETIME = 15
 
 _DURATION = re.compile(r"(\d+)([smhd]?)")
@@ -65,12 +73,15 @@ def mint(
     binding: str | None = None,
     did: str | None = None,
     ipk: str | None = None,
+    mskid: str | None = None,
     now: float | None = None,
 ) -> str:
-    """An HS256 token shaped like Approov's: exp, and pay/did/ipk when asked for."""
+    """An HS256 token shaped like Approov's: exp, and pay/did/ipk/mskid when asked for."""
     claims: dict[str, Any] = {"exp": int((now or time.time()) + lifetime_seconds)}
     if ipk is not None:
         claims["ipk"] = ipk
+    if mskid is not None:
+        claims["mskid"] = mskid
     if binding is not None:
         claims["pay"] = binding_pay(binding.encode("utf-8", "surrogateescape"))
     if did is not None:
@@ -87,11 +98,14 @@ def sign_request(
     body: bytes | None = None,
     now: float | None = None,
     lifetime_seconds: int = SDK_SIGNATURE_LIFETIME,
+    account_key: bytes | None = None,
 ) -> list[tuple[str, str]]:
     """The headers an Approov SDK would add to sign this request with the test installation
-    key: Content-Digest when there is a body, Signature-Input and Signature. Covered as the
-    SDKs do: method, URL, the token, and Authorization, Content-Type, Content-Digest when
+    key (or, as `account`, with `account_key`): Content-Digest when there is a body,
+    Signature-Input and Signature. Covered as the SDKs do: method, URL, the token, and
+    Approov-TraceID, Approov-Status, Authorization, Content-Type, Content-Digest when
     present."""
+    scheme = INSTALL if account_key is None else ACCOUNT
     fields = {name.lower(): value for name, value in headers}
     added: list[tuple[str, str]] = []
     if body is not None:
@@ -102,16 +116,21 @@ def sign_request(
     covered += [name for name in _SDK_OPTIONAL_COMPONENTS if name in fields]
     created = int(now if now is not None else time.time())
     params = "(" + " ".join(f'"{name}"' for name in covered) + ")"
-    params += f';alg="{ALGORITHM}";created={created};expires={created + lifetime_seconds}'
+    params += f';alg="{scheme.algorithm}";created={created};expires={created + lifetime_seconds}'
+    label = scheme.label
     request = ClientRequest(
         method,
         url,
         {
             **{name: (value.encode("latin-1"),) for name, value in fields.items()},
-            "signature-input": (f"{LABEL}={params}".encode(),),
+            "signature-input": (f"{label}={params}".encode(),),
         },
     )
-    der = TEST_INSTALL_KEY.sign(signature_base(request), ec.ECDSA(hashes.SHA256()))
-    r, s = decode_dss_signature(der)
-    raw = base64.b64encode(r.to_bytes(32) + s.to_bytes(32)).decode()
-    return [*added, ("Signature-Input", f"{LABEL}={params}"), ("Signature", f"{LABEL}=:{raw}:")]
+    base = signature_base(request, label)
+    if account_key is None:
+        r, s = decode_dss_signature(TEST_INSTALL_KEY.sign(base, ec.ECDSA(hashes.SHA256())))
+        value = r.to_bytes(32) + s.to_bytes(32)
+    else:
+        value = hmac.new(account_key, base, hashlib.sha256).digest()
+    raw = base64.b64encode(value).decode()
+    return [*added, ("Signature-Input", f"{label}={params}"), ("Signature", f"{label}=:{raw}:")]

@@ -15,9 +15,18 @@ from typing import Any
 from authsvc.check.credentials import Credentials
 from authsvc.check.jose import Malformed, parse_compact_jws
 from authsvc.check.keys import KeySet
-from authsvc.check.signing import ClientRequest, MessageSignatures, load_ipk, signature_base
+from authsvc.check.signing import (
+    ACCOUNT_LABEL,
+    LABEL,
+    ClientRequest,
+    MessageSignatures,
+    load_ipk,
+    signature_base,
+)
 from authsvc.check.verify import MAX_TOKEN_BYTES, Checker, Verdict, binding_pay
-from authsvc.policy import BindingMode, Decision, SigningMode
+from authsvc.config import DEFAULT_STATUS_HEADER
+from authsvc.observe.trace import approov_trace_id, w3c_trace_id
+from authsvc.policy import BindingMode, Decision, SigningMode, approov_status
 
 UNTRUSTED = "(decoded, not trusted until the signature verifies)"
 
@@ -50,6 +59,7 @@ def explain(
     keys: KeySet,
     now: float,
     signing: Signing | None = None,
+    status_header: str | None = DEFAULT_STATUS_HEADER,
 ) -> Explanation:
     raw = token.encode("utf-8", "surrogateescape")
     binding_value = binding.encode("utf-8", "surrogateescape") if binding is not None else None
@@ -75,6 +85,10 @@ def explain(
         ]
         if signing is not None and signing.mode is not SigningMode.OFF:
             lines += _signature_lines(claims, signing, now)
+    if signing is not None:
+        lines += _reported_lines(signing.request, status_header)
+    if verdict.signed_by is not None:
+        lines.append(("signed-by", f"{verdict.signed_by} (logged as signed_by)"))
     allowed = verdict.decision is not Decision.DENY
     outcome = "allowed (2xx)" if allowed else "denied (401)"
     if verdict.decision is Decision.MONITOR:
@@ -138,14 +152,56 @@ def _binding(claims: dict[str, Any], binding_value: bytes | None, mode: BindingM
     return f"MISMATCH: pay {claims['pay']!r}, but the binding value gives {expected!r}"
 
 
+def _reported_lines(request: ClientRequest, status_header: str | None) -> list[tuple[str, str]]:
+    """What the app reported besides its token, as the decision line records it."""
+    lines = []
+    if status_header is not None and request.fields.get(status_header.lower()):
+        (value, *_) = request.fields[status_header.lower()]
+        lines.append(
+            (
+                status_header.lower(),
+                f"{value.decode('latin-1')!r}: approov_status {approov_status(value)!r} (the"
+                " app's own word of its token fetch: explains a denial, never changes one)",
+            )
+        )
+    for name, read, logged in (
+        ("approov-traceid", approov_trace_id, "approov_trace_id"),
+        ("traceparent", w3c_trace_id, "trace_id"),
+    ):
+        if request.fields.get(name):
+            trace_id = read(request.fields[name][0])
+            read_as = f"logged as {logged} {trace_id!r}" if trace_id else "NOT an id: not logged"
+            lines.append((name, read_as))
+    return lines
+
+
 def _signature_lines(claims: dict[str, Any], signing: Signing, now: float) -> list[tuple[str, str]]:
-    """The message signature: the token's key, what was signed and when, the rebuilt base."""
-    ipk = claims.get("ipk")
-    if ipk is None:
-        required = signing.mode is SigningMode.REQUIRED
-        return [("ipk", "MISSING (policy: signing required)" if required else "absent: not signed")]
-    valid = isinstance(ipk, str) and load_ipk(ipk) is not None
-    lines = [("ipk", "ok: an EC P-256 public key" if valid else "INVALID: not a P-256 key")]
+    """The message signature: the key the token names, what was signed and when, the rebuilt
+    base: `install` with `ipk`, else `account` with `mskid` and the account key."""
+    ipk, mskid = claims.get("ipk"), claims.get("mskid")
+    signatures = signing.signatures
+    required = signing.mode is SigningMode.REQUIRED
+    if ipk is not None:
+        valid = isinstance(ipk, str) and load_ipk(ipk) is not None
+        label = LABEL
+        lines = [("ipk", "ok: an EC P-256 public key" if valid else "INVALID: not a P-256 key")]
+    elif mskid is not None and signatures.account_key_configured:
+        label = ACCOUNT_LABEL
+        key_id = signatures.account_key_id
+        if key_id is not None and mskid != key_id:
+            return [("mskid", f"MISMATCH: {mskid!r}, the configured key id is {key_id!r}")]
+        named = "names the configured account key" if key_id else "any key id is accepted"
+        lines = [("mskid", f"{mskid!r}: {named}; the account signature is checked")]
+    else:
+        no_key = (
+            f"mskid {mskid!r}, but no account key is configured"
+            " (APPROOV_ACCOUNT_MESSAGE_SIGNING_SECRET)"
+            if mskid is not None
+            else "the token has neither ipk nor mskid"
+        )
+        verdict = "MISSING (policy: signing required)" if required else "not signed"
+        return [("key", f"{verdict}: {no_key}")]
+    lines.append(("label", f"{label}: the signature checked"))
     request = signing.request
     inputs = request.fields.get("signature-input")
     if not inputs or not request.fields.get("signature"):
@@ -158,16 +214,19 @@ def _signature_lines(claims: dict[str, Any], signing: Signing, now: float) -> li
         ]
     signature_input = b", ".join(inputs).decode("latin-1")
     lines.append(("signature-input", signature_input))
-    parameters = dict(re.findall(r";(created|expires)=(-?\d+)", signature_input))
+    member = re.search(rf"(?:^|,\s*){label}=(\([^)]*\)[^,]*)", signature_input)
+    if member is None:
+        return [*lines, ("signature", f"MISSING: no member labelled {label!r}")]
+    parameters = dict(re.findall(r";(created|expires)=(-?\d+)", member[1]))
     for name in ("created", "expires"):
         if name in parameters:
             lines.append(
                 (name, _time_claim({name: int(parameters[name])}, name, now, required=False))
             )
     try:
-        base = signature_base(request).decode("latin-1")
+        base = signature_base(request, label).decode("latin-1")
     except ValueError as error:
-        covered = re.findall(r'"([^"]+)"', signature_input.partition(")")[0])
+        covered = re.findall(r'"([^"]+)"', member[1].partition(")")[0])
         absent = [
             name for name in covered if not name.startswith("@") and name not in request.fields
         ]

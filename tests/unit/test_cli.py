@@ -23,7 +23,13 @@ from authsvc.http.server import default_workers
 from authsvc.policy import BindingMode, Reason, SigningMode
 from authsvc.runtime import Runtime
 from authsvc.tools.devtoken import parse_duration
-from tests.signatures import APPROOV_TEST_IPK, ipk_token
+from tests.signatures import (
+    APPROOV_TEST_IPK,
+    TEST_ACCOUNT_KEY_B64URL,
+    TEST_MSKID,
+    ipk_token,
+    mskid_token,
+)
 from tests.tokens import (
     DUMMY_SECRET,
     DUMMY_SECRET_B64,
@@ -361,3 +367,96 @@ def test_check_config_never_prints_a_jwks_urls_userinfo_or_query_values(
     printed = "".join(capsys.readouterr())
     assert "APPROOV_JWKS_URL: http://***@127.0.0.1:9/jwks.json?api_key=***&v=***" in printed
     assert "s3cret" not in printed
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+# --- account signatures: token --mskid, sign --account-secret, explain ------------------------
+
+ACCOUNT_ENV = {
+    **DUMMY_ENV,
+    "APPROOV_ACCOUNT_MESSAGE_SIGNING_SECRET": TEST_ACCOUNT_KEY_B64URL,
+    "APPROOV_ACCOUNT_MESSAGE_SIGNING_KEY_ID": TEST_MSKID,
+}
+
+
+def account_signed_curl(capsys: pytest.CaptureFixture[str]) -> tuple[str, dict[str, str]]:
+    """`authsvc token --mskid`, then `authsvc sign --account-secret` for a GET with it."""
+    assert main(["token", "--mskid", TEST_MSKID], env=DUMMY_ENV) == 0
+    minted = capsys.readouterr().out.strip()
+    argv = ["sign", SIGNED_URL, "-H", f"Approov-Token: {minted}", "-H", "Approov-TraceID: dHJh"]
+    assert main([*argv, "--account-secret", TEST_ACCOUNT_KEY_B64URL], env={}) == 0
+    words = shlex.split(capsys.readouterr().out)
+    return minted, dict(words[i + 1].split(": ", 1) for i, w in enumerate(words) if w == "-H")
+
+
+def test_sign_as_account_signs_what_the_account_check_accepts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    minted, headers = account_signed_curl(capsys)
+    claims = json.loads(base64.urlsafe_b64decode(minted.split(".")[1] + "=="))
+    assert claims["mskid"] == TEST_MSKID
+    assert headers["Signature-Input"].startswith(
+        'account=("@method" "@target-uri" "approov-token" "approov-traceid");alg="hmac-sha256"'
+    )
+    fields = {name.lower(): (value.encode(),) for name, value in headers.items()}
+    runtime = Runtime.from_settings(Settings.from_env(ACCOUNT_ENV))
+    token_verdict = secret_verifier().check(Credentials((minted.encode(),), None), BindingMode.OFF)
+    verdict = runtime.signatures.check(
+        token_verdict, ClientRequest("GET", SIGNED_URL, fields), SigningMode.REQUIRED
+    )
+    assert (verdict.reason, verdict.signed_by) == (Reason.OK, "account")
+
+
+def test_sign_refuses_an_account_key_that_is_not_base64url(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_code:
+        main(["sign", SIGNED_URL, "--account-secret", "not a key!"], env={})
+    assert exit_code.value.code == 2
+    assert "account key is not base64url" in capsys.readouterr().err
+
+
+def test_explain_walks_through_an_account_signature_and_the_ids_it_would_log(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    minted, headers = account_signed_curl(capsys)
+    argv = [minted, "--policy", "off", "--signing", "required", "--url", SIGNED_URL]
+    for name in ("Signature-Input", "Signature", "Approov-TraceID"):
+        argv += ["--header", f"{name}: {headers[name]}"]
+    argv += ["--header", "Approov-Status: success", "--header", f"traceparent: {TRACEPARENT}"]
+    code, lines = explain_output(capsys, *argv, env=ACCOUNT_ENV)
+    assert code == 0
+    assert (
+        lines["mskid"]
+        == f"{TEST_MSKID!r}: names the configured account key; the account signature is checked"
+    )
+    assert lines["label"] == "account: the signature checked"
+    assert lines["base"] == '"@method": GET'
+    assert lines["approov-traceid"] == "logged as approov_trace_id 'dHJh'"
+    assert lines["traceparent"] == "logged as trace_id '4bf92f3577b34da6a3ce929d0e0e4736'"
+    assert lines["approov-status"].startswith("'success': approov_status 'success'")
+    assert lines["signed-by"] == "account (logged as signed_by)"
+
+
+def test_explain_says_when_the_mskid_is_not_the_configured_key_id(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env = {**ACCOUNT_ENV, "APPROOV_ACCOUNT_MESSAGE_SIGNING_KEY_ID": "another-key"}
+    code, lines = explain_output(
+        capsys, mskid_token(), "--policy", "off", "--signing", "required", env=env
+    )
+    assert code == 3
+    assert lines["mskid"] == f"MISMATCH: {TEST_MSKID!r}, the configured key id is 'another-key'"
+    assert lines["result"].startswith("mskid_mismatch: denied")
+
+
+def test_check_config_refuses_a_token_prefix_on_a_binding_header(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env = {**DUMMY_ENV, "APPROOV_TOKEN_HEADER": "Authorization", "APPROOV_TOKEN_PREFIX": "Bearer "}
+    assert main(["check-config"], env=env) == 1
+    assert "APPROOV_TOKEN_PREFIX: the token header 'Authorization' is also a binding header" in (
+        capsys.readouterr().err
+    )
