@@ -35,6 +35,7 @@ class Logged:
     monitored: bool
     uri: str
     did: str | None
+    approov_status: str | None
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,9 @@ class Route:
     policy: str
     signing: str
     monitored: bool
-    # (weight, reason, device ids it comes from); reason ok is an allow.
-    outcomes: tuple[tuple[int, Reason, tuple[str, ...]], ...]
+    # (weight, reason, device ids it comes from, the fetch statuses its apps report, None for
+    # none); reason ok is an allow.
+    outcomes: tuple[tuple[int, Reason, tuple[str, ...], tuple[str | None, ...]], ...]
 
 
 ROUTES = (
@@ -56,9 +58,11 @@ ROUTES = (
         "off",
         True,
         (
-            (996, Reason.OK, ("dev-a", "dev-b", "dev-c", "dev-d", "dev-e")),
-            (3, Reason.BINDING_MISSING, ("old-1", "old-2", "old-3")),
-            (1, Reason.EXPIRED, ("dev-a", "dev-b")),
+            (996, Reason.OK, ("dev-a", "dev-b", "dev-c", "dev-d", "dev-e"), ("success", None)),
+            (3, Reason.BINDING_MISSING, ("old-1", "old-2", "old-3"), (None,)),
+            (1, Reason.EXPIRED, ("dev-a", "dev-b"), ("success",)),
+            # okhttp 3.7+: an app that could not get a token sends its request all the same
+            (2, Reason.TOKEN_MISSING, (), ("no_network", "no_network", "poor_network")),
         ),
     ),
     Route(
@@ -67,7 +71,10 @@ ROUTES = (
         "off",
         "off",
         False,
-        ((97, Reason.OK, ("dev-a", "dev-f")), (3, Reason.TOKEN_MISSING, ())),
+        (
+            (97, Reason.OK, ("dev-a", "dev-f"), (None,)),
+            (3, Reason.TOKEN_MISSING, (), (None, None, "rejected")),
+        ),
     ),
     Route(
         "/signed/orders",
@@ -76,9 +83,9 @@ ROUTES = (
         "required",
         True,
         (
-            (90, Reason.OK, ("dev-a",)),
-            (9, Reason.MESSAGE_SIGNATURE_MISSING, ("dev-g", "dev-h")),
-            (1, Reason.MESSAGE_TARGET_UNKNOWN, ("dev-a",)),
+            (90, Reason.OK, ("dev-a",), (None,)),
+            (9, Reason.MESSAGE_SIGNATURE_MISSING, ("dev-g", "dev-h"), (None,)),
+            (1, Reason.MESSAGE_TARGET_UNKNOWN, ("dev-a",), (None,)),
         ),
     ),
 )
@@ -106,9 +113,10 @@ def generate(lines: int, *, seed: int = 7, hours: int = 24) -> Iterator[tuple[st
             yield NOISE, None
             continue
         route = rng.choices(ROUTES, weights)[0]
-        weight_table = [weight for weight, _, _ in route.outcomes]
-        _, reason, devices = rng.choices(route.outcomes, weight_table)[0]
+        weight_table = [weight for weight, _, _, _ in route.outcomes]
+        _, reason, devices, statuses = rng.choices(route.outcomes, weight_table)[0]
         did = rng.choice(devices) if devices else None
+        status = rng.choice(statuses)
         claims = None if reason is Reason.TOKEN_MISSING else {"exp": START + 86400, "did": did}
         decision = decide(route, reason)
         leaf = route.leaf.format(n=rng.randrange(1000))
@@ -122,6 +130,7 @@ def generate(lines: int, *, seed: int = 7, hours: int = 24) -> Iterator[tuple[st
             uri=uri,
             request_id=f"{number:032x}",
             latency_ms=0.4,
+            approov_status=status,
         )
         line = stream.getvalue()
         stream.seek(0)
@@ -135,6 +144,7 @@ def generate(lines: int, *, seed: int = 7, hours: int = 24) -> Iterator[tuple[st
             route.monitored,
             uri,
             did if claims else None,
+            status,
         )
         yield line, logged
 

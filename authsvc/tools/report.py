@@ -4,8 +4,9 @@ Streams the JSON decision lines (plain or gzip files, or stdin; a line may carry
 as journald's or `kubectl logs --timestamps`'s before its JSON) in bounded memory, and counts per
 route policy, per route policy and path prefix, and per hour: checks, allowed, would be refused
 if enforced (the `monitor` decisions: a monitored route's failures, or the global monitor
-settings'), refused, and the reasons of the failures. Lines that are not decision lines are
-skipped and counted.
+settings'), refused, and the reasons of the failures, each split by the fetch status the app
+reported (`approov_status`: an app that could not get a token still sends its request, and says
+why). Lines that are not decision lines are skipped and counted.
 
 A log is data, never a reason to stop: a line longer than MAX_LINE_BYTES (never held whole) or
 nested deeper than JSON can read is skipped and counted; every table is bounded, whatever the
@@ -30,6 +31,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any, TypeVar, cast
 
+from authsvc.policy import APPROOV_STATUSES, OTHER_STATUS
+
 DECISIONS = ("allow", "monitor", "deny")
 DEFAULT_PREFIX_SEGMENTS = 2
 # A decision line is at most 4 KiB (authsvc.observe.decisionlog); a log's prefix adds little.
@@ -47,6 +50,9 @@ MAX_DEVICE_REASONS = 8
 MAX_LABEL_CHARS = 200
 OTHER = "(other)"
 UNKNOWN_PREFIX = "(no uri)"
+NO_STATUS = "none"
+# What an app reports when it could not get a token: all but `success` (and an unknown word).
+NOT_ATTESTED = APPROOV_STATUSES - {"success"}
 # What authsvc writes (DecisionLog): ISO 8601 to the millisecond; anything else is no decision.
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})?")
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -68,16 +74,21 @@ class Tally:
         default_factory=lambda: {"monitor": Counter(), "deny": Counter()}
     )
     """Per failed decision (monitor, deny), how often each reason."""
+    statuses: dict[str, Counter[str]] = field(
+        default_factory=lambda: {"monitor": Counter(), "deny": Counter()}
+    )
+    """Per failed decision (monitor, deny), how often each fetch status the app reported."""
     devices: dict[str, set[int]] | None = None
     """Per reason of a would-be refusal, the hashes of the device ids seen (at most MAX_DEVICES
     for each of at most MAX_DEVICE_REASONS reasons); None where nothing asks (hours, routes)."""
 
-    def add(self, decision: str, reason: str, did: object) -> None:
+    def add(self, decision: str, reason: str, did: object, status: str = NO_STATUS) -> None:
         self.checks += 1
         self.decisions[decision] += 1
         if decision == "allow":
             return
         self.reasons[decision][reason] += 1
+        self.statuses[decision][status] += 1
         if decision == "monitor" and isinstance(did, str) and self.devices is not None:
             _remember(self.devices, reason, {hash(did)})
 
@@ -87,6 +98,8 @@ class Tally:
         self.decisions.update(other.decisions)
         for decision, reasons in other.reasons.items():
             self.reasons[decision].update(reasons)
+        for decision, statuses in other.statuses.items():
+            self.statuses[decision].update(statuses)
         if self.devices is not None:
             for reason, devices in (other.devices or {}).items():
                 _remember(self.devices, reason, devices)
@@ -110,13 +123,21 @@ class Tally:
             counted.update(self.reasons[decision])
         return counted.most_common(count)
 
+    def not_attested(self, decision: str) -> list[tuple[str, int]]:
+        """The failures of `decision` whose app reported it could not get a token, by status,
+        the commonest first."""
+        statuses = self.statuses[decision]
+        return [(status, n) for status, n in statuses.most_common() if status in NOT_ATTESTED]
+
     def as_json(self) -> dict[str, Any]:
+        failures = self.statuses["monitor"] + self.statuses["deny"]
         return {
             "checks": self.checks,
             "allowed": self.allowed,
             "would_refuse": self.would_refuse,
             "refused": self.refused,
             "reasons": {d: dict(c.most_common()) for d, c in self.reasons.items()},
+            **({"approov_status": dict(failures.most_common())} if failures else {}),
         }
 
 
@@ -173,6 +194,7 @@ class Report:
             return
         self.lines += 1
         decision, moment, did = fields["decision"], fields["time"], fields.get("did")
+        status = _status(fields.get("approov_status"))
         reason = _bounded(self._reasons, label(fields["reason"]), MAX_REASONS)
         self._reasons.add(reason)
         route = _bounded(self.routes, route_name(fields), MAX_ROUTES)
@@ -183,7 +205,7 @@ class Report:
             self._group(route, prefix),
             _tally(self.hours, _bounded(self.hours, moment[:13], MAX_HOURS)),
         ):
-            tally.add(decision, reason, did)
+            tally.add(decision, reason, did, status)
         if self.first is None or moment < self.first:
             self.first = moment
         if self.last is None or moment > self.last:
@@ -228,6 +250,7 @@ class Report:
                 sentences.append(
                     f"enforcing {where} would have refused {share} of {checks} checks,"
                     f" mostly {reason}{_from_devices(tally, reason)}"
+                    f"{_reported(tally, 'monitor')}"
                 )
             elif route.endswith("-monitor"):
                 sentences.append(f"enforcing {where} would have refused none of {checks} checks")
@@ -236,6 +259,7 @@ class Report:
                 share = percent(tally.refused, tally.checks)
                 sentences.append(
                     f"{where} is enforced: it refused {share} of {checks} checks, mostly {reason}"
+                    f"{_reported(tally, 'deny')}"
                 )
         return sentences
 
@@ -341,6 +365,23 @@ def count_words(count: int) -> str:
     if count >= 10_000:
         return f"{count / 1_000:.1f}k"
     return f"{count:,}"
+
+
+def _status(value: object) -> str:
+    """The fetch status of a decision line, within the SDKs' vocabulary."""
+    if value is None:
+        return NO_STATUS
+    return value if value in APPROOV_STATUSES else OTHER_STATUS
+
+
+def _reported(tally: Tally, decision: str) -> str:
+    """`; 12 of them the app itself reported as not attested (no_network 10, rejected 2)`."""
+    statuses = tally.not_attested(decision)
+    if not statuses:
+        return ""
+    count = sum(n for _, n in statuses)
+    why = ", ".join(f"{status} {n:,}" for status, n in statuses)
+    return f"; {count:,} of them the app itself reported as not attested ({why})"
 
 
 def _from_devices(tally: Tally, reason: str) -> str:
@@ -450,6 +491,28 @@ def lines_read(report: Report) -> str:
     return f"{report.lines:,} decision lines ({', '.join(unread)})"
 
 
+def status_rows(total: Tally) -> list[tuple[str, int, int]]:
+    """Per fetch status the apps reported: would be refused, refused; the commonest first."""
+    monitor, deny = total.statuses["monitor"], total.statuses["deny"]
+    return sorted(
+        ((status, monitor[status], deny[status]) for status in {*monitor, *deny}),
+        key=lambda row: (-(row[1] + row[2]), row[0]),
+    )
+
+
+def _status_table(total: Tally) -> list[str]:
+    rows = status_rows(total)
+    if not rows:
+        return []
+    width = max(len(status) for status, _, _ in rows)
+    return [
+        "",
+        "Failures by the fetch status the app reported (Approov-Status; none: it said nothing)",
+        f"  {'':<{width}} {'would refuse':>12} {'refused':>12}",
+        *(f"  {status:<{width}} {m:>12,} {d:>12,}" for status, m, d in rows),
+    ]
+
+
 def text(report: Report) -> str:
     span = f", {report.first} to {report.last}" if report.first else ""
     lines = [
@@ -460,6 +523,7 @@ def text(report: Report) -> str:
             [(f"{route}  {prefix}", t) for (route, prefix), t in sorted(report.prefixes.items())],
         ),
         *_table("By hour (UTC)", sorted(report.hours.items())),
+        *_status_table(report.total),
         "",
         "Verdicts",
         *(f"  {sentence}" for sentence in report.verdicts() or ["nothing to say: no checks"]),

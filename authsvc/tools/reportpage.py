@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from html import escape
 
-from authsvc.tools.report import Report, Tally, lines_read, percent
+from authsvc.tools.report import Report, Tally, lines_read, percent, status_rows
 
 # Decision colours, as the legend shows them.
 COLOURS = {"allow": "#3a7d44", "monitor": "#e0a100", "deny": "#c0392b"}
@@ -57,6 +57,8 @@ def render(report: Report, title: str = DEFAULT_TITLE) -> str:
 {reasons_chart(report.total)}
 <h2>By route policy and path prefix (first {report.prefix_segments} segments)</h2>
 {table(report)}
+<h2>Failures by the fetch status the app reported</h2>
+{status_table(report.total)}
 </body>
 </html>
 """
@@ -147,6 +149,19 @@ def table(report: Report) -> str:
             f'{cells}<td class="reasons">{reasons}</td></tr>'
         )
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def status_table(total: Tally) -> str:
+    """What the apps said of their token fetch on the failures: `none` when they said nothing
+    (a client without the SDK, or an SDK that does not send it)."""
+    rows = "".join(
+        f"<tr><td>{escape(status)}</td><td>{monitor:,}</td><td>{deny:,}</td></tr>"
+        for status, monitor, deny in status_rows(total)
+    )
+    if not rows:
+        return "<p>No failures.</p>"
+    head = "<tr><th>fetch status</th><th>would be refused</th><th>refused</th></tr>"
+    return f"<table>{head}{rows}</table>"
 
 
 def _svg(name: str, height: int, body: str) -> str:

@@ -30,7 +30,7 @@ def documented() -> dict[str, str]:
 
 def as_written(value: object) -> str:
     """A default as a user writes it in the environment."""
-    if value is None or value == ():
+    if value is None or value in ((), ""):
         return "unset"
     if isinstance(value, bool):
         return str(value).lower()

@@ -67,6 +67,10 @@ def as_json(args: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, An
 # --- the independent count: what a person would compute from the records ---------------------
 
 
+# Statuses that say nothing of a failed attestation: none at all, or a token fetched fine.
+NOT_SAID = (None, "success")
+
+
 def route_of(logged: Logged) -> str:
     suffix = "-monitor" if logged.monitored else ""
     return f"auth-binding-{logged.policy}-signing-{logged.signing}{suffix}"
@@ -152,9 +156,12 @@ def test_the_verdict_says_what_enforcing_a_monitored_route_would_refuse_and_from
     devices = {r.did for r in monitored if r.reason == top_reason}
     share = f"{100 * len(monitored) / len(api):.1f}%"
     checks = f"{len(api) / 1000:.1f}k"  # the sentence rounds counts past 10,000
+    reported = Counter(r.approov_status for r in monitored if r.approov_status not in NOT_SAID)
+    why = ", ".join(f"{status} {count:,}" for status, count in reported.most_common())
     expected = (
         f"enforcing /api/v1 (auth-binding-required-signing-off-monitor) would have refused"
-        f" {share} of {checks} checks, mostly {top_reason} from {len(devices)} device ids"
+        f" {share} of {checks} checks, mostly {top_reason} from {len(devices)} device ids;"
+        f" {reported.total():,} of them the app itself reported as not attested ({why})"
     )
     assert expected in result["verdicts"]
     assert any(
@@ -485,3 +492,60 @@ def test_a_hostile_log_gives_a_report_and_exit_0(
     assert "1 decision lines" in out
     assert "1 too deep" in out
     assert "1 too long" in out
+
+
+# --- the fetch status the app reported ------------------------------------------------------
+
+
+def test_each_groups_failures_are_split_by_the_status_the_app_reported(
+    generated: tuple[Path, list[Logged], int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In --json every tally with failures carries `approov_status`, `none` for a request
+    that reported none; it matches a count of what each line said."""
+    path, records, _ = generated
+    expected: dict[tuple[str, str], Counter[str]] = {}
+    for logged in records:
+        if logged.decision != "allow":
+            group = expected.setdefault((route_of(logged), prefix_of(logged)), Counter())
+            group[logged.approov_status or "none"] += 1
+    result = as_json([str(path)], capsys)
+    split = {(row["route"], row["prefix"]): row.get("approov_status") for row in result["prefixes"]}
+    assert split == {group: dict(statuses) for group, statuses in expected.items()} | {
+        group: None for group in split if group not in expected
+    }
+    assert any("no_network" in (statuses or {}) for statuses in split.values())
+
+
+def test_the_verdict_says_how_many_would_be_refusals_the_app_reported_as_not_attested() -> None:
+    counting = Report()
+    for status in ("no_network", "no_network", "rejected", "success", None):
+        fields = json.loads(line("/api/v1"))
+        fields["reason"] = "token_missing"
+        if status is not None:
+            fields["approov_status"] = status
+        counting.add_line(json.dumps(fields).encode())
+    (verdict,) = counting.verdicts()
+    assert verdict.endswith(
+        "; 3 of them the app itself reported as not attested (no_network 2, rejected 1)"
+    )
+    assert "no_network" in text(counting).split("Failures by the fetch status")[1]
+
+
+def test_a_status_outside_the_sdks_vocabulary_is_counted_as_other() -> None:
+    counting = Report()
+    for number in range(50):
+        fields = json.loads(line("/api/v1"))
+        fields["approov_status"] = f"made-up-{number}"
+        counting.add_line(json.dumps(fields).encode())
+    assert counting.total.statuses["monitor"] == Counter({"other": 50})
+
+
+def test_the_page_shows_the_failures_by_fetch_status(
+    generated: tuple[Path, list[Logged], int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _, _ = generated
+    page = tmp_path / "report.html"
+    assert run([str(path), "--html", str(page)], capsys)[0] == 0
+    html = page.read_text()
+    assert "<h2>Failures by the fetch status the app reported</h2>" in html
+    assert "<td>no_network</td>" in html
