@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -343,3 +344,43 @@ def test_systemd_unit_is_sandboxed_listens_on_loopback_and_reloads_with_hup() ->
         "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
     }.items():
         assert unit[name] == value, name
+
+
+# What the Approov SDKs send besides the token and signatures (authsvc logs them, and a
+# signature may cover the first two): every door with an allowlist must let them through.
+SDK_REPORTED = {"approov-status", "approov-traceid", "traceparent"}
+
+
+def _allowlists(node: Any, keys: frozenset[str]) -> Iterator[list[str]]:
+    """Every list under one of `keys`, anywhere in a parsed YAML document."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in keys and isinstance(value, list):
+                yield [str(item) for item in value]
+            elif key == "allowed_headers" and isinstance(value, dict):
+                yield [pattern["exact"] for pattern in value["patterns"]]
+            else:
+                yield from _allowlists(value, keys)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _allowlists(item, keys)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        REPO_ROOT / "envoy" / "envoy.yaml",
+        *(
+            KUBERNETES / "examples" / name
+            for name in ("envoy-gateway.yaml", "istio-mesh-config.yaml")
+        ),
+        KUBERNETES / "examples" / "traefik-forwardauth.yaml",
+    ],
+    ids=lambda path: path.name,
+)
+def test_every_allowlist_forwards_the_status_and_trace_ids_the_sdks_send(path: Path) -> None:
+    keys = frozenset({"headersToExtAuth", "includeRequestHeadersInCheck", "authRequestHeaders"})
+    lists = [names for doc in documents(path) for names in _allowlists(doc, keys)]
+    assert lists
+    for names in lists:
+        assert {name.lower() for name in names} >= SDK_REPORTED, names
