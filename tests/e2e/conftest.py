@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,8 +35,10 @@ def gateway(request: pytest.FixtureRequest) -> str:
     return name
 
 
-def start_stack(gateway: str, root: Path) -> ProxiedStack:
-    return Stack(root) if gateway == "nginx" else GatewayStack(GATEWAYS[gateway], root)
+def start_stack(gateway: str, root: Path, **authsvc_options: Any) -> ProxiedStack:
+    if gateway == "nginx":
+        return Stack(root, **authsvc_options)
+    return GatewayStack(GATEWAYS[gateway], root, **authsvc_options)
 
 
 @pytest.fixture(scope="module")

@@ -386,8 +386,8 @@ class Stack(ProxiedStack):
 class GatewayStack(ProxiedStack):
     """backend + authsvc (shipped defaults) + Envoy or Caddy with its shipped file."""
 
-    def __init__(self, gateway: Gateway, root: Path) -> None:
-        backend, authsvc = Backend(root), Authsvc(root)
+    def __init__(self, gateway: Gateway, root: Path, **authsvc_options: Any) -> None:
+        backend, authsvc = Backend(root), Authsvc(root, **authsvc_options)
         ports = nginx.Ports(free_port(), authsvc.port, backend.port)
         super().__init__(
             backend, authsvc, GatewayProxy(gateway, root / gateway.name, ports), ports.nginx
