@@ -6,6 +6,7 @@ signing key) and a counting backend. Signed by an independent RFC 9421 signer
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 
@@ -56,7 +57,7 @@ def sdk_request(
     """A request to the shipped `/signed/` route as an SDK sends it: its token bound to its
     Authorization, naming the keys of `labels` (`ipk` for install, `mskid` for account), with
     its trace id and fetch status, signed with each label in turn."""
-    claims = {"pay": pay_for(AUTHORIZATION.encode())}
+    claims: dict[str, Any] = {"pay": pay_for(AUTHORIZATION.encode())}
     if "install" in labels:
         claims["ipk"] = APPROOV_TEST_IPK
     if "account" in labels:
