@@ -4,9 +4,11 @@ The HTTP layer is not in here (see `make bench`); everything after it is: readin
 credentials, verifying (a cache miss and a hit), the Prometheus writes (multiprocess mode, as
 `authsvc serve` runs them), the decision line (written to a real file, one write per line),
 and the whole app call (less the cost of calling an empty ASGI app the same way); what the
-app call costs beyond those stages is Falcon's share. Then message signing: reading the client's
-request from the proxy's headers, verifying an `install` signature (structured fields, the
-signature base, ECDSA P-256), and the whole app call of a signed request.
+app call costs beyond those stages is Falcon's share. Then message signing, for an `install`
+signature (ECDSA P-256 with the token's `ipk`) and an `account` one (HMAC-SHA256 with the
+account key the token names in `mskid`): reading the client's request from the proxy's headers,
+verifying the signature (structured fields, the signature base, the cryptography), and the
+whole app call of a signed request.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from tests.tokens import DUMMY_SECRET
 
 BINDING = b"Bearer bench-user"
 ROUNDS = 20_000
+ACCOUNT_KEY = bytes(range(32))  # a bench account message signing key
+MSKID = "bench-account-key"
 
 
 def per_call_us(function: Callable[[], object], rounds: int = ROUNDS) -> float:
@@ -54,7 +58,9 @@ def per_call_us(function: Callable[[], object], rounds: int = ROUNDS) -> float:
 
 
 def main() -> None:
-    settings = Settings(secret=DUMMY_SECRET)
+    settings = Settings(
+        secret=DUMMY_SECRET, account_signing_key=ACCOUNT_KEY, account_signing_key_id=MSKID
+    )
     runtime = Runtime.from_settings(settings)
     token = mint(DUMMY_SECRET, lifetime_seconds=3600, binding=BINDING.decode(), did="bench")
     # What nginx's include forwards: the client's headers plus its own.
@@ -114,24 +120,40 @@ def main() -> None:
             - harness,
         }
         loop.close()
-        signing = signing_stages(runtime, app, headers)
+        signing = {
+            **signing_stages(runtime, app, headers, "install"),
+            **signing_stages(runtime, app, headers, "account"),
+        }
     parts = ("read credentials", "verify, cache hit", "metrics (3 writes)", "decision line")
     stages["Falcon + ASGI (the rest)"] = stages["whole app call, hit"] - sum(
         stages[name] for name in parts
     )
     for name, micros in {**stages, **signing}.items():
-        print(f"{name:<32}{micros:>8.1f} us")
+        print(f"{name:<42}{micros:>8.1f} us")
 
 
 def signing_stages(
-    runtime: Runtime, app: Any, nginx_headers: list[tuple[bytes, bytes]]
+    runtime: Runtime, app: Any, nginx_headers: list[tuple[bytes, bytes]], label: str
 ) -> dict[str, float]:
-    """A GET signed as the SDKs sign it (method, URL, token, Authorization), through nginx."""
-    token = mint(DUMMY_SECRET, lifetime_seconds=3600, binding=BINDING.decode(), ipk=TEST_IPK)
+    """A GET signed as the SDKs sign it (method, URL, token, Authorization), through nginx,
+    with `label`'s signature."""
+    account = label == "account"
+    token = mint(
+        DUMMY_SECRET,
+        lifetime_seconds=3600,
+        binding=BINDING.decode(),
+        ipk=None if account else TEST_IPK,
+        mskid=MSKID if account else None,
+    )
     url = "https://api.example.com/api/v1/shapes?colour=red"
     client = [("Approov-Token", token), ("Authorization", BINDING.decode())]
     added = sign_request(
-        "GET", url, client, token_header=DEFAULT_TOKEN_HEADER, lifetime_seconds=600
+        "GET",
+        url,
+        client,
+        token_header=DEFAULT_TOKEN_HEADER,
+        lifetime_seconds=600,
+        account_key=ACCOUNT_KEY if account else None,
     )
     headers = [
         *((name, value) for name, value in nginx_headers if name != b"approov-token"),
@@ -147,8 +169,9 @@ def signing_stages(
         BindingMode.REQUIRED,
     )
     signatures = runtime.signatures
-    if signatures.check(verdict, client_request, SigningMode.REQUIRED).reason != "ok":
-        raise SystemExit("bench-stages: the signed request is not allowed; nothing to measure")
+    checked = signatures.check(verdict, client_request, SigningMode.REQUIRED)
+    if (checked.reason, checked.signed_by) != ("ok", label):
+        raise SystemExit(f"bench-stages: the {label}-signed request is not allowed: {checked}")
     loop = asyncio.new_event_loop()
     path = "/auth-signing-required"
     whole = per_call_us(
@@ -157,15 +180,15 @@ def signing_stages(
     plain = per_call_us(lambda: loop.run_until_complete(answer(app, headers)), rounds=ROUNDS // 4)
     loop.close()
     return {
-        "read client request (signing)": per_call_us(
+        f"read client request (signing, {label})": per_call_us(
             lambda: reader.read(headers, method="GET", client_target=None, body=None)
         ),
-        "verify message signature": per_call_us(
+        f"verify message signature ({label})": per_call_us(
             lambda: signatures.check(verdict, client_request, SigningMode.REQUIRED),
             rounds=ROUNDS // 4,
         ),
-        "whole app call, signed, hit": whole,
-        "signing's share of that call": whole - plain,
+        f"whole app call, signed ({label}), hit": whole,
+        f"signing's share of that call ({label})": whole - plain,
     }
 
 
