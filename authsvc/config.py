@@ -34,6 +34,7 @@ KEY_SETTINGS = (
 DEFAULT_TOKEN_HEADER = "Approov-Token"
 DEFAULT_BINDING_HEADERS: tuple[str, ...] = ("Authorization",)
 DEFAULT_STATUS_HEADER = "Approov-Status"
+REPLAY_STORE_MEMORY = "memory"
 # Settings whose empty value is a value, not the default: an empty status header turns it off.
 _EMPTY_MEANS_NONE = frozenset({"APPROOV_STATUS_HEADER"})
 # Settings whose trailing space is part of the value: the token prefix `Bearer `.
@@ -96,6 +97,10 @@ class Settings:
     """Where the app reports its token fetch status; None: not read."""
     token_prefix: str = ""
     """What precedes the token in its header (`Bearer ` when the app moved it to Authorization)."""
+    replay_store: str | None = None
+    """Where single-use signatures are remembered: a redis://, rediss:// or unix:// URL, or
+    `memory`; None: single-use routes deny."""
+    replay_store_timeout_ms: int = 50
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -183,6 +188,7 @@ class Settings:
             f" url {self.public_base_url or 'from the proxy'},"
             f" account key {self._account_key_source()})",
             f"status_header={self.status_header or 'off'}",
+            f"replay_store={self._replay_store_description()}",
             f"token_prefix={self.token_prefix!r}",
             f"monitor={','.join(monitor) or 'off'}",
             # Envoy (Istio, Envoy Gateway) allows on 200 alone; authsvc knows its checks.
@@ -194,6 +200,13 @@ class Settings:
             f"logging={'on' if self.logging_enabled else 'off'}",
         ]
         return "ok: " + " ".join(parts)
+
+    def _replay_store_description(self) -> str:
+        if self.replay_store is None:
+            return "none (single-use routes deny)"
+        if self.replay_store == REPLAY_STORE_MEMORY:
+            return "memory (this process only: each worker and replica accepts a signature once)"
+        return f"{redacted_url(self.replay_store)} (timeout {self.replay_store_timeout_ms}ms)"
 
     def _account_key_source(self) -> str:
         if self.account_signing_key is not None:
@@ -257,6 +270,14 @@ def decode_account_key(raw: str) -> bytes:
             f" {MIN_ACCOUNT_KEY_BYTES} bytes"
         )
     return key
+
+
+def _parse_replay_store(raw: str) -> str:
+    if raw == REPLAY_STORE_MEMORY or urlsplit(raw).scheme in {"redis", "rediss", "unix"}:
+        return raw
+    raise ValueError(
+        f"{redacted_url(raw)!r} is not a redis://, rediss:// or unix:// URL, nor `memory`"
+    )
 
 
 def _parse_token_prefix(raw: str) -> str:
@@ -426,4 +447,6 @@ _FROM_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("APPROOV_ACCOUNT_MESSAGE_SIGNING_KEY_ID", "account_signing_key_id", str),
     ("APPROOV_STATUS_HEADER", "status_header", _parse_header_name),
     ("APPROOV_TOKEN_PREFIX", "token_prefix", _parse_token_prefix),
+    ("APPROOV_REPLAY_STORE", "replay_store", _parse_replay_store),
+    ("APPROOV_REPLAY_STORE_TIMEOUT_MS", "replay_store_timeout_ms", _whole_number(1, 10_000)),
 )

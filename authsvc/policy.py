@@ -26,6 +26,9 @@ class SigningMode(StrEnum):
     IF_PRESENT = "if-present"
     """A token that names a key needs a valid signature; one without is judged on its own."""
     OFF = "off"
+    SINGLE_USE = "single-use"
+    """All that REQUIRED checks, and the signature must not have been accepted before (by any
+    replica sharing the replay store)."""
 
 
 class Reason(StrEnum):
@@ -67,6 +70,10 @@ class Reason(StrEnum):
     CONTENT_DIGEST_MISMATCH = "content_digest_mismatch"
     MESSAGE_TARGET_UNKNOWN = "message_target_unknown"
     """The proxy did not say which URL the client asked for: its configuration, not the app."""
+    MESSAGE_REPLAYED = "message_replayed"
+    """A single-use signature accepted before."""
+    REPLAY_STORE_UNAVAILABLE = "replay_store_unavailable"
+    """The replay store is not configured, down, slow or refused: nothing could be decided."""
     KEYS_UNAVAILABLE = "keys_unavailable"
     INTERNAL_ERROR = "internal_error"
 
@@ -92,7 +99,12 @@ _BINDING_FAILURES = frozenset(
 
 # Failures no monitor setting lets through: nothing about the token could be decided.
 _ALWAYS_DENIED = frozenset(
-    {Reason.KEYS_UNAVAILABLE, Reason.INTERNAL_ERROR, Reason.MESSAGE_TARGET_UNKNOWN}
+    {
+        Reason.KEYS_UNAVAILABLE,
+        Reason.INTERNAL_ERROR,
+        Reason.MESSAGE_TARGET_UNKNOWN,
+        Reason.REPLAY_STORE_UNAVAILABLE,
+    }
 )
 
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from authsvc.check.cache import CachingVerifier
 from authsvc.check.keysource import KeySource, load_account_signing_key
 from authsvc.check.signing import MessageSignatures
 from authsvc.check.verify import Checker, Verifier
 from authsvc.config import ConfigError, Settings
+from authsvc.store.replay import NoReplayStore, ReplayStore, replay_store
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,8 @@ class Runtime:
     signatures: MessageSignatures
     """The message signing stage, after the token's checks (not cached: a signature is per
     request)."""
+    replay_store: ReplayStore = field(default_factory=NoReplayStore)
+    """Where single-use signatures are claimed (nothing is connected until the first claim)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Callable[[], float] = time.time) -> Runtime:
@@ -60,7 +63,7 @@ class Runtime:
         )
         size = settings.verified_cache_size
         checker = CachingVerifier(verifier, size) if size else verifier
-        return cls(settings, keys, checker, signatures)
+        return cls(settings, keys, checker, signatures, replay_store(settings))
 
 
 def load(environ: Mapping[str, str], clock: Callable[[], float] = time.time) -> Runtime:

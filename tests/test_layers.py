@@ -2,8 +2,9 @@
 and no module imports itself back through others (no import circle, type-checking imports
 included).
 
-    policy  <  settings (config, environment)  <  check/  <  observe/, runtime  <  http/, tools/
-    <  cli — and `authsvc` itself is a face: its version, nothing else.
+    policy  <  settings (config, environment)  <  check/, store/  <  observe/, runtime  <  http/,
+    tools/  <  cli — and `authsvc` itself is a face: its version, nothing else. store/ holds the
+    state shared across replicas (the replay store): I/O the pure check/ never does.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ ALLOWED: dict[str, set[str]] = {
     "policy": set(),
     "settings": {"policy"},
     "check": {"policy", "settings"},
+    "store": {"policy", "settings"},
     "observe": {"policy", "settings", "check"},
-    "runtime": {"policy", "settings", "check"},
-    "http": {"policy", "settings", "check", "observe", "runtime"},
+    "runtime": {"policy", "settings", "check", "store"},
+    "http": {"policy", "settings", "check", "store", "observe", "runtime"},
     "tools": {"policy", "settings", "check", "observe", "runtime"},
-    "cli": {"policy", "settings", "check", "observe", "runtime", "http", "tools"},
+    "cli": {"policy", "settings", "check", "store", "observe", "runtime", "http", "tools"},
 }
 TOP_LEVEL = {
     "authsvc.policy": "policy",

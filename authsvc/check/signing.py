@@ -20,6 +20,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -55,6 +56,9 @@ CONTENT_DIGEST = "content-digest"
 MAX_SIGNATURE_FIELD_BYTES = 8192
 _RAW_SIGNATURE_BYTES = 64  # r‖s, 32 bytes each
 _HMAC_SHA256_BYTES = 32
+# The order of P-256: (r, s) and (r, n - s) verify alike, so a replay key uses the low s.
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+REPLAY_KEY_PREFIX = "authsvc:replay:"
 _IPK_CACHE_SIZE = 4096
 _SCHEME_AND_AUTHORITY = re.compile(r"(?P<scheme>[^:/?#]+)://(?P<authority>[^/?#]*)(?P<target>.*)\Z")
 
@@ -170,25 +174,50 @@ class MessageSignatures:
         claims = verdict.claims
         if claims is None or not self.applies(verdict, mode):  # `is None` again for mypy
             return verdict
-        reason, signed_by = self._reason(claims, message, mode)
-        if reason is Reason.OK:
-            return verdict if signed_by is None else replace(verdict, signed_by=signed_by)
+        reason, scheme, signature = self._reason(claims, message, mode)
+        if reason is not Reason.OK:
+            return self.refused(verdict, reason)
+        if scheme is None or signature is None:
+            return verdict
+        replay = self._replay(scheme, signature) if mode is SigningMode.SINGLE_USE else None
+        return replace(verdict, signed_by=scheme.label, replay=replay)
+
+    def refused(self, verdict: Verdict, reason: Reason) -> Verdict:
+        """`verdict` refused for a signature failure (a replay included), as the abort
+        setting says."""
         decision = Decision.DENY if self._abort or reason.always_denied else Decision.MONITOR
         # The claims stay for the log's sake, but nothing of them is forwarded on a failure.
-        return replace(verdict, reason=reason, decision=decision, cached=False)
+        return replace(verdict, reason=reason, decision=decision, cached=False, replay=None)
+
+    def _replay(self, scheme: _Scheme, signature: _Signature) -> tuple[str, int]:
+        """The replay store's key of a signature, on what cannot be re-encoded (its raw
+        value, as sf-binary or sf-string alike; an ECDSA s made low), and how long it must be
+        kept: until the signature would be refused anyway (expired or stale), skew included."""
+        value = signature.value
+        if scheme is INSTALL:
+            s = int.from_bytes(value[32:])
+            value = value[:32] + min(s, _P256_ORDER - s).to_bytes(32)
+        key = REPLAY_KEY_PREFIX + hashlib.sha256(scheme.label.encode() + b"|" + value).hexdigest()
+        parameters = signature.parameters
+        last_valid = parameters["created"] + self._max_age  # then stale
+        if "expires" in parameters:
+            last_valid = min(last_valid, parameters["expires"])
+        ttl_ms = math.ceil((last_valid + self._skew - self.clock()) * 1000)
+        return key, max(1, ttl_ms)
 
     def _reason(
         self, claims: Mapping[str, Any], message: ClientRequest, mode: SigningMode
-    ) -> tuple[Reason, str | None]:
-        """The signature's reason, and the label of the signature that verified."""
+    ) -> tuple[Reason, _Scheme | None, _Signature | None]:
+        """The signature's reason, and the scheme and signature that verified."""
         try:
             scheme, key = self._scheme(claims)
             if scheme is None:
-                return (Reason.IPK_MISSING if mode is SigningMode.REQUIRED else Reason.OK), None
-            self._verify(scheme, key, message)
+                needs_key = mode in (SigningMode.REQUIRED, SigningMode.SINGLE_USE)
+                return (Reason.IPK_MISSING if needs_key else Reason.OK), None, None
+            signature = self._verify(scheme, key, message)
         except _Refused as refused:
-            return refused.reason, None
-        return Reason.OK, scheme.label
+            return refused.reason, None, None
+        return Reason.OK, scheme, signature
 
     def _scheme(self, claims: Mapping[str, Any]) -> tuple[_Scheme | None, Any]:
         """Which signature the token's claims call for, with its key; (None, None) when they
@@ -206,7 +235,7 @@ class MessageSignatures:
             raise _Refused(Reason.MSKID_MISMATCH)
         return ACCOUNT, self._account_key
 
-    def _verify(self, scheme: _Scheme, key: Any, message: ClientRequest) -> None:
+    def _verify(self, scheme: _Scheme, key: Any, message: ClientRequest) -> _Signature:
         signature = _labelled_signature(message.fields, scheme)
         self._check_parameters(signature.parameters, scheme.algorithm)
         self._check_coverage(signature.components, message.fields)
@@ -215,6 +244,7 @@ class MessageSignatures:
             raise _Refused(Reason.MESSAGE_SIGNATURE_MISMATCH)
         if message.body is not None:
             _check_body_digest(message.body, message.fields)
+        return signature
 
     def _check_parameters(self, parameters: Mapping[str, Any], algorithm: str) -> None:
         if parameters.get("alg") != algorithm:

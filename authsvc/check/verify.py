@@ -52,6 +52,9 @@ class Verdict:
     """Answered from the cache of allowed verdicts."""
     signed_by: str | None = None
     """The label of the message signature that verified (`install`, `account`), if any."""
+    replay: tuple[str, int] | None = None
+    """A single-use signature's claim, to make in the replay store before allowing: its key
+    and how long to keep it (ms)."""
 
     @property
     def allowed(self) -> bool:

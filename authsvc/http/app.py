@@ -58,6 +58,8 @@ class AuthEndpoint:
         if decided is None:  # a signature is due over the body the request announced
             decided = checks.decide(route, request, await _read_body(receive))
         verdict, error = decided
+        if verdict.replay is not None:  # a single-use signature: claimed before it is allowed
+            verdict, error = await checks.claimed(verdict, route)
         answer = checks.answer(verdict, route, request)
         headers = [tuple(line.split(b": ", 1)) for line in answer.head.split(b"\r\n")[:-1]]
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
@@ -189,6 +191,7 @@ def create_app(
             settings,
             verifier=verifier,
             signatures=runtime.signatures,
+            replay_store=runtime.replay_store,
             log=log,
             metrics=metrics,
             clock=clock,

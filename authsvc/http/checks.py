@@ -15,7 +15,7 @@ import re
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, overload
 
 from authsvc.check.cache import VerdictMemo
@@ -39,6 +39,7 @@ from authsvc.observe.trace import (
     w3c_trace_id,
 )
 from authsvc.policy import Decision, Reason, SigningMode, approov_status
+from authsvc.store.replay import ReplayStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -121,12 +122,15 @@ class CheckEndpoint:
         *,
         verifier: Checker,
         signatures: MessageSignatures,
+        replay_store: ReplayStore,
         log: DecisionLog | None,
         metrics: Metrics,
         clock: Callable[[], float],
     ) -> None:
         self._verifier = verifier
         self._signatures = signatures
+        self._replay_store = replay_store
+        self._store_answering = True
         self._requests = ClientRequestReader(settings.public_base_url)
         self._log = log
         self._metrics = metrics
@@ -195,10 +199,39 @@ class CheckEndpoint:
                     body=body,
                 )
                 verdict = self._signatures.check(verdict, client_request, route.signing)
-            if route.monitored:
+            if route.monitored and verdict.replay is None:  # else once it is claimed
                 verdict = verdict.monitored()
         except Exception as exc:  # any bug is a deny, never a 500 that nginx turns into an error
             log.error("verification failed, denied: %s", _where(exc))
+            return Verdict(Reason.INTERNAL_ERROR, Decision.DENY), type(exc).__name__
+        return verdict, None
+
+    async def claimed(self, verdict: Verdict, route: CheckRoute) -> Decided:
+        """A single-use signature's verdict once claimed in the replay store: as it was the
+        first time, `message_replayed` after; `replay_store_unavailable` (a deny) when the
+        store could not say. Only an allowed signature is claimed: a refused one is not used."""
+        claim = verdict.replay
+        if claim is None:
+            return verdict, None
+        started = time.perf_counter()
+        try:
+            try:
+                outcome = "first" if await self._replay_store.claim(*claim) else "replayed"
+            except StoreUnavailable as unavailable:
+                outcome = "unavailable"
+                self._store_answers(False, str(unavailable))
+            else:
+                self._store_answers(True)
+            self._metrics.record_replay(outcome, time.perf_counter() - started)
+            if outcome == "first":
+                verdict = replace(verdict, replay=None)
+            else:
+                reason = _REPLAY_REFUSALS[outcome]
+                verdict = self._signatures.refused(verdict, reason)
+            if route.monitored:
+                verdict = verdict.monitored()
+        except Exception as exc:  # as in decide: a bug is a deny
+            log.error("replay claim failed, denied: %s", _where(exc))
             return Verdict(Reason.INTERNAL_ERROR, Decision.DENY), type(exc).__name__
         return verdict, None
 
@@ -249,6 +282,17 @@ class CheckEndpoint:
         # A cached allow must never outlive the token, nor serve another token or binding.
         max_age = max(0, math.floor(claims["exp"] - self._clock()))
         return b"cache-control: max-age=%d\r\n%s" % (max_age, self._vary)
+
+    def _store_answers(self, answers: bool, why: str = "") -> None:
+        """Log when the replay store stops answering, and when it is back: once each, not per
+        check (each refused check has its decision line)."""
+        if answers == self._store_answering:
+            return
+        self._store_answering = answers
+        if answers:
+            log.info("the replay store answers again")
+        else:
+            log.warning("the replay store does not answer, single-use routes deny: %s", why)
 
     def flush(self) -> None:
         """Write the decision lines and the metrics still pending."""
@@ -302,6 +346,12 @@ class CheckEndpoint:
                 return approov_status(reported)
         token = context.get(self._token_name)
         return None if token is None else status_of_token_header(token, self._token_prefix)
+
+
+_REPLAY_REFUSALS = {
+    "replayed": Reason.MESSAGE_REPLAYED,
+    "unavailable": Reason.REPLAY_STORE_UNAVAILABLE,
+}
 
 
 def _first(context: dict[bytes, bytes], names: tuple[bytes, ...]) -> bytes | None:

@@ -203,7 +203,7 @@ class CheckProtocol(HttpToolsProtocol):
         raw_path: bytes = url.path
         path = raw_path.decode("ascii")
         route = checks.route(path if "%" not in path else unquote(path))  # as uvicorn does
-        if route is None:
+        if route is None or route.single_use:  # the app awaits the replay store
             return False
         method = self.parser.get_method().decode("ascii")
         request = checks.request(method, raw_path, url.query or b"", self.headers)

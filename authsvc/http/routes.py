@@ -28,6 +28,11 @@ class CheckRoute:
     appended: bool
     """A path-appending proxy (Envoy) put the client's path after the policy."""
 
+    @property
+    def single_use(self) -> bool:
+        """An allow waits for the replay store's answer: the server's fast path cannot."""
+        return self.signing is SigningMode.SINGLE_USE
+
 
 def _named(kind: str, modes: type[BindingMode] | type[SigningMode]) -> str:
     return rf"(?:-{kind}-(?P<{kind}>" + "|".join(re.escape(mode.value) for mode in modes) + "))?"

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 from gunicorn.app.base import BaseApplication
 
-from authsvc.config import ConfigError
+from authsvc.config import REPLAY_STORE_MEMORY, ConfigError
 from authsvc.environment import load_environment
 from authsvc.http.app import AsgiApp, create_app
 from authsvc.http.worker import AuthWorker
@@ -163,6 +163,14 @@ def serve(runtime: Runtime, options: ServeOptions) -> None:
         stale.unlink()
     os.environ[MULTIPROCESS_DIR_VARIABLE] = str(metrics_dir)
     log_authsvc_modules(logging.getLogger("authsvc"), options.log_level, sys.stderr)
+    started = logging.getLogger(__name__)
+    started.info("starting %d workers: %s", options.workers, runtime.settings.summary())
+    if runtime.settings.replay_store == REPLAY_STORE_MEMORY:
+        started.warning(
+            "APPROOV_REPLAY_STORE=memory: each of the %d workers, and each replica, accepts a"
+            " single-use signature once; share a Redis or Valkey store for once across them",
+            options.workers,
+        )
     master = os.getpid()
     try:
         AuthServer(runtime, options.gunicorn()).run()

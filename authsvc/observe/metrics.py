@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 # How far behind the decisions a worker's metrics may be (a scrape every 15 s or more).
 FLUSH_SECONDS = 1.0
 VERIFY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05)
+# A claim in the replay store: a loopback round trip is ~0.1 ms, the timeout 50 ms by default.
+REPLAY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+REPLAY_OUTCOMES = ("first", "replayed", "unavailable")
 
 
 class Metrics:
@@ -39,6 +42,7 @@ class Metrics:
         self._failed = False
         self._counts: dict[tuple[Decision, Reason, bool], int] = {}
         self._statuses: dict[str, int] = {}
+        self._replays: list[tuple[str, float]] = []
         self._seconds = [0] * (len(VERIFY_BUCKETS) + 1)  # per bucket, the last one +Inf
         self._seconds_sum = 0.0
         self._registry = CollectorRegistry()
@@ -64,6 +68,20 @@ class Metrics:
             " name in the token header), on allows and denials alike; `other` for a value"
             " outside the SDKs' names. A check that reported none is not counted here.",
             ["status"],
+            registry=registry,
+        )
+        self.replay_claims = Counter(
+            "authsvc_replay_claims",
+            "Claims of single-use signatures in the replay store, by outcome: first (allowed),"
+            " replayed (refused: message_replayed), unavailable (refused: the store down, slow"
+            " or not configured).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.replay_seconds = Histogram(
+            "authsvc_replay_store_seconds",
+            "Time to claim a single-use signature in the replay store, its timeout included.",
+            buckets=REPLAY_BUCKETS,
             registry=registry,
         )
         self.keys = Gauge(
@@ -102,6 +120,14 @@ class Metrics:
     def _approov_status(self, status: str) -> Any:
         return self.approov_statuses.labels(status)
 
+    def record_replay(self, outcome: str, seconds: float) -> None:
+        """Count a claim in the replay store (REPLAY_OUTCOMES) and its time; written with the
+        decisions. A few per second at most: the store's own round trip dwarfs this."""
+        first = not self._replays and not self._counts
+        self._replays.append((outcome, seconds))
+        if first:
+            self._flush_later()
+
     def watch(self, keys: KeySource) -> None:
         """Keep the key gauges current as `keys` reloads."""
         algorithms = ",".join(sorted(keys.current.algorithms)) or "none"
@@ -127,11 +153,14 @@ class Metrics:
             self._statuses[approov_status] = self._statuses.get(approov_status, 0) + 1
         self._seconds[bisect.bisect_left(VERIFY_BUCKETS, seconds)] += 1
         self._seconds_sum += seconds
-        if first:
-            try:
-                asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
-            except RuntimeError:  # no event loop: nothing would flush it later
-                self.flush()
+        if first and not self._replays:
+            self._flush_later()
+
+    def _flush_later(self) -> None:
+        try:
+            asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
+        except RuntimeError:  # no event loop: nothing would flush it later
+            self.flush()
 
     def flush(self) -> None:
         """Write the pending counts; a metrics failure (e.g. a full disk) never fails a request."""
@@ -139,7 +168,11 @@ class Metrics:
         seconds, self._seconds = self._seconds, [0] * (len(VERIFY_BUCKETS) + 1)
         seconds_sum, self._seconds_sum = self._seconds_sum, 0.0
         statuses, self._statuses = self._statuses, {}
+        replays, self._replays = self._replays, []
         try:
+            for outcome, replay_seconds in replays:
+                self.replay_claims.labels(outcome).inc()
+                self.replay_seconds.observe(replay_seconds)
             for (decision, reason, cached), count in counts.items():
                 self._decision(decision, reason).inc(count)
                 self._cache_lookup(cached).inc(count)

@@ -331,7 +331,7 @@ def _unserved_auth_uris(
             directive["line"],
             f"no location of this server serves the auth URI {uri}: the subrequest"
             " would reach another location; use /_approov/auth, optionally followed by"
-            " -binding-<required|if-present|off>, -signing-<required|if-present|off> and"
+            " -binding-<required|if-present|off>, -signing-<required|if-present|off|single-use> and"
             " -monitor, from the include",
         )
         for uri, directive in sorted(auth_requests.items())

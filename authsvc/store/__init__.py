@@ -1,0 +1,1 @@
+"""Shared state across replicas: the store of single-use message signatures."""
