@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +28,7 @@ from demo.processes import (
     wait_until_answering,
     wait_until_ready,
 )
+from tests.waiting import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -135,6 +137,41 @@ _AUTHSVC_ERROR = re.compile(r"\[(?:ERROR|CRITICAL)\] authsvc\.")
 def is_internal_error(line: str) -> bool:
     """A denied internal error, or an error any authsvc module logged (AUTHSVC_LOG_FORMAT)."""
     return '"reason": "internal_error"' in line or bool(_AUTHSVC_ERROR.search(line))
+
+
+# Valkey and Redis speak one protocol; whichever the machine has (Debian: redis-server).
+REDIS_SERVERS = ("valkey-server", "redis-server")
+REDIS_INSTALL_HINT = "redis-server is not installed: `sudo apt-get install redis-server`"
+
+
+def find_redis_server() -> str | None:
+    return next((path for name in REDIS_SERVERS if (path := shutil.which(name))), None)
+
+
+class RedisServer(Process):
+    """A Redis (or Valkey) server on a loopback port, nothing saved to disk; stopped and
+    started again on the same port for the outage tests."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.port = free_port()
+        super().__init__(f"redis-{self.port}", log_dir)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        binary = find_redis_server()
+        assert binary is not None, REDIS_INSTALL_HINT
+        command = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        command += ["--appendonly", "no", "--dir", str(self.log_path.parent)]
+        self.launch(command, None, lambda: wait_until(self.answers, what="redis-server"))
+        return self
+
+    def answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
 
 
 class Backend(Process):

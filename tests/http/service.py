@@ -17,6 +17,7 @@ from authsvc.http.app import create_app
 from authsvc.observe.decisionlog import DecisionLog
 from authsvc.observe.metrics import Metrics
 from authsvc.runtime import Runtime
+from authsvc.store.replay import ReplayStore
 from tests.asgi import Answer, answer
 from tests.tokens import DUMMY_SECRET
 
@@ -26,13 +27,20 @@ AUTHORIZATION = "Bearer abc"
 class Service:
     """authsvc's app with Approov's dummy secret and `overrides` of its settings."""
 
-    def __init__(self, verifier: Checker | None = None, **overrides: Any) -> None:
+    def __init__(
+        self,
+        verifier: Checker | None = None,
+        replay_store: ReplayStore | None = None,
+        **overrides: Any,
+    ) -> None:
         self.settings = dataclasses.replace(Settings(secret=DUMMY_SECRET), **overrides)
         self.log = io.StringIO()
         self.metrics = Metrics()
         runtime = Runtime.from_settings(self.settings)
         if verifier is not None:
             runtime = dataclasses.replace(runtime, verifier=verifier)
+        if replay_store is not None:
+            runtime = dataclasses.replace(runtime, replay_store=replay_store)
         self.app = create_app(runtime, decision_log=DecisionLog(self.log), metrics=self.metrics)
         self.client = falcon.testing.TestClient(self.app)
 

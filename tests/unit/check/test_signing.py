@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import math
 import re
 import time
 from collections.abc import Callable
@@ -913,3 +914,91 @@ def test_a_forwarded_body_is_checked_against_an_account_signed_digest() -> None:
     assert account_check(message).reason is Reason.OK
     message.body = b'{"amount": 9}'
     assert account_check(message).reason is Reason.CONTENT_DIGEST_MISMATCH
+
+
+# --- single-use: the claim an accepted signature makes in the replay store --------------------
+
+
+def single_use(message: Request, **options: Any) -> Verdict:
+    return account_check(message, SigningMode.SINGLE_USE, **options)
+
+
+def with_signature(message: Request, member: str) -> Request:
+    """A copy of `message` whose Signature member is `member` (after the label)."""
+    copy = request(message.method, message.url, token_value=message.headers["Approov-Token"])
+    for name, value in message.headers.items():
+        copy.headers[name] = value
+    label = message.headers["Signature"].split("=", 1)[0]
+    copy.headers["Signature"] = f"{label}={member}"
+    return copy
+
+
+def raw_signature(message: Request) -> bytes:
+    return base64.b64decode(message.headers["Signature"].split(":")[1])
+
+
+def test_an_accepted_single_use_signature_carries_its_claim_and_a_required_one_none() -> None:
+    message = signed_get()
+    assert single_use(message).replay is not None
+    assert check(message, SigningMode.REQUIRED).replay is None
+
+
+@pytest.mark.parametrize("signed", [signed_get, account_get], ids=["install", "account"])
+def test_the_same_signature_as_sf_binary_or_sf_string_claims_the_same_key(
+    signed: Any,
+) -> None:
+    binary = signed()
+    text = with_signature(binary, f'"{base64.b64encode(raw_signature(binary)).decode()}"')
+    first, second = single_use(binary), single_use(text)
+    assert (first.reason, second.reason) == (Reason.OK, Reason.OK)
+    assert first.replay is not None
+    assert second.replay is not None
+    assert first.replay[0] == second.replay[0]
+
+
+def test_an_ecdsa_signature_made_high_s_verifies_and_claims_the_same_key() -> None:
+    """(r, n - s) verifies over the same request: a replay must not pass as a new signature."""
+    message = signed_get()
+    raw = raw_signature(message)
+    order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    flipped = raw[:32] + (order - int.from_bytes(raw[32:])).to_bytes(32)
+    malleated = with_signature(message, f":{base64.b64encode(flipped).decode()}:")
+    original, other = single_use(message), single_use(malleated)
+    assert (original.reason, other.reason) == (Reason.OK, Reason.OK)
+    assert original.replay is not None
+    assert other.replay is not None
+    assert original.replay[0] == other.replay[0]
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "max_age", "skew", "last_valid"),
+    [
+        (15, 60, 0, 15),  # expires first
+        (15, 60, 5, 20),  # a replay inside the skew is refused too
+        (None, 60, 0, 60),  # no expires: until stale
+        (120, 60, 2, 62),  # stale before it expires
+    ],
+)
+def test_a_claim_lasts_the_signatures_remaining_life_plus_the_skew(
+    lifetime: int | None, max_age: int, skew: int, last_valid: int
+) -> None:
+    """`created` is a whole second, NOW is not: the claim lasts from NOW to the last moment
+    the signature would be accepted, rounded up to the millisecond."""
+    message = sign(
+        request(token_value=mskid_token()), created=NOW, label="account", lifetime=lifetime
+    )
+    verdict = single_use(message, max_age_seconds=max_age, clock_skew_seconds=skew)
+    assert verdict.replay is not None
+    assert verdict.replay[1] == math.ceil((int(NOW) + last_valid - NOW) * 1000)
+
+
+def test_a_refused_signature_makes_no_claim() -> None:
+    message = account_get()
+    message.method = "POST"
+    verdict = single_use(message)
+    assert (verdict.reason, verdict.replay) == (Reason.MESSAGE_SIGNATURE_MISMATCH, None)
+
+
+def test_single_use_needs_a_key_as_required_does() -> None:
+    verdict = check(request(token_value=token()), SigningMode.SINGLE_USE)
+    assert verdict.reason is Reason.IPK_MISSING

@@ -5,6 +5,7 @@ through the real server in tests/e2e/test_http11.py."""
 from __future__ import annotations
 
 import asyncio
+import io
 from dataclasses import dataclass
 
 import pytest
@@ -12,12 +13,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import authsvc.http.protocol
+from authsvc.config import Settings
+from authsvc.http.app import create_app
 from authsvc.http.protocol import MAX_HEAD_BYTES
+from authsvc.observe.decisionlog import DecisionLog
+from authsvc.policy import BindingMode
+from authsvc.runtime import Runtime
 from tests.asgi import dummy_app
 from tests.http.test_signing_http import NGINX_CONTEXT
 from tests.protocol_harness import Connection, Response, parse_responses, split
-from tests.signatures import ipk_token, signed_post
-from tests.tokens import bound_token, pay_for
+from tests.signatures import ipk_token, request, sign, signed_post
+from tests.tokens import DUMMY_SECRET, bound_token, pay_for
 
 
 @dataclass(frozen=True)
@@ -327,3 +333,24 @@ def test_a_signature_in_the_trailers_of_a_body_the_app_reads_is_not_the_checks_s
 
 def fields(pairs: list[tuple[bytes, bytes]]) -> bytes:
     return b"".join(b"%s: %s\r\n" % pair for pair in pairs)
+
+
+def test_a_single_use_check_is_answered_only_once_the_replay_store_said() -> None:
+    """The fast path cannot wait for the store: it hands single-use routes to the app, or a
+    replay would be allowed."""
+    settings = Settings(secret=DUMMY_SECRET, binding_mode=BindingMode.OFF, replay_store="memory")
+    app = create_app(Runtime.from_settings(settings), decision_log=DecisionLog(io.StringIO()))
+    message = sign(request())
+    head = b"GET /auth-signing-single-use HTTP/1.1\r\nHost: authsvc\r\n"
+    raw = head + fields([*message.header_pairs(), *NGINX_CONTEXT]) + b"\r\n"
+
+    async def run() -> list[Response]:
+        connection = Connection(app)
+        await connection.send([raw, raw])
+        return parse_responses(connection.output)
+
+    first, replay = asyncio.run(run())
+    assert (first.headers[b"x-approov-reason"], replay.headers[b"x-approov-reason"]) == (
+        b"ok",
+        b"message_replayed",
+    )
