@@ -162,8 +162,11 @@ class RedisServer(Process):
         assert binary is not None, REDIS_INSTALL_HINT
         command = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
         command += ["--appendonly", "no", "--dir", str(self.log_path.parent)]
-        self.launch(command, None, lambda: wait_until(self.answers, what="redis-server"))
+        self.launch(command, None, self._wait_until_it_answers)
         return self
+
+    def _wait_until_it_answers(self) -> None:
+        wait_until(self.answers, what="redis-server to answer")
 
     def answers(self) -> bool:
         try:

@@ -5,6 +5,8 @@ servers: tests/e2e/test_replay.py."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from authsvc.policy import BindingMode, SigningMode
@@ -31,7 +33,7 @@ class SpyStore(MemoryReplayStore):
         return await super().claim(key, ttl_ms)
 
 
-def single_use_service(store: SpyStore | None = None, **overrides: object) -> Service:
+def single_use_service(store: SpyStore | None = None, **overrides: Any) -> Service:
     return Service(replay_store=store or SpyStore(), binding_mode=BindingMode.OFF, **overrides)
 
 
@@ -64,7 +66,7 @@ def test_two_signatures_of_the_same_request_are_two_uses() -> None:
     ids=["monitored route", "signature monitor setting"],
 )
 def test_a_replay_where_monitor_mode_lets_failures_through_is_allowed_as_monitor(
-    path: str, overrides: dict[str, object]
+    path: str, overrides: dict[str, Any]
 ) -> None:
     service, headers = single_use_service(**overrides), signed()
     service.check(headers, path=path)
