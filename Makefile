@@ -10,7 +10,7 @@ DEMO_PORT ?= 8080
 AUTHSVC_PORT ?= 8002
 BACKEND_PORT ?= 8081
 
-.PHONY: test lint typecheck pytest demo image bench bench-stages profile bench-report mutate soak fuzz audit compose-nginx report-example lock clean
+.PHONY: test lint typecheck pytest demo image bench bench-stages bench-replay profile bench-report mutate soak fuzz audit compose-nginx report-example lock clean
 FUZZ_SECONDS ?= 60
 FUZZ_TARGET ?= verify
 
@@ -53,6 +53,11 @@ bench: $(INSTALLED)
 # Microseconds per request for each stage of /auth, in one process (no nginx needed).
 bench-stages: $(INSTALLED)
 	$(BIN)/python bench/stages.py
+
+# Single-use checks beside required ones, the replay store (redis-server) on loopback, and the
+# store stopped and started again under load (needs redis-server and wrk).
+bench-replay: $(INSTALLED)
+	$(BIN)/python bench/replay.py
 
 # Where a check's CPU goes in the running server, stage by stage (py-spy samples a worker).
 profile: $(INSTALLED)

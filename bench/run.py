@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import os
 import re
 import shutil
 import subprocess
@@ -35,7 +34,9 @@ from demo.processes import (
     authsvc_env,
     authsvc_serve,
     children,
+    cpu_seconds,
     free_port,
+    process_tree,
     rss_mb,
     spawn,
     stop,
@@ -338,22 +339,6 @@ def row_requests(
 
 def worker_rss_mb(master: int) -> list[float]:
     return [rss_mb(worker) for worker in children(master)]
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User and system CPU of these processes (a process gone meanwhile counts as 0)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def process_tree(pid: int) -> list[int]:
-    return [pid, *children(pid)]
 
 
 def main() -> int:

@@ -194,3 +194,11 @@ def test_through_the_proxy_a_payment_is_accepted_once_and_its_replay_never_reach
     assert replay.status == 401
     assert door.backend_requests() == before + 1
     assert decision_for(door, target)["reason"] == "message_replayed"
+
+
+def test_a_memory_store_is_named_for_what_it_is_in_the_start_up_log(tmp_path: Path) -> None:
+    member = Authsvc(tmp_path, env={"APPROOV_REPLAY_STORE": "memory"}).start()
+    member.stop()
+    log = member.log_text()
+    assert "APPROOV_REPLAY_STORE=memory: each of the 2 workers, and each replica, accepts" in log
+    assert "replay_store=memory (this process only" in log

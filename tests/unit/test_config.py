@@ -312,3 +312,26 @@ def test_the_summary_names_a_jwks_url_without_its_secrets() -> None:
     assert "jwks-url(https://***@keys.example/jwks?api_key=***," in summary
     assert "k3y" not in summary
     assert "pw@" not in summary
+
+
+@pytest.mark.parametrize(
+    ("store", "summary"),
+    [
+        (None, "replay_store=none (single-use routes deny)"),
+        ("memory", "replay_store=memory (this process only: each worker and replica accepts"),
+        ("redis://:s3cret@valkey:6379/0", "replay_store=redis://***@valkey:6379/0 (timeout 50ms)"),
+        ("unix:///run/redis.sock", "replay_store=unix:///run/redis.sock (timeout 50ms)"),
+    ],
+)
+def test_the_summary_says_plainly_where_single_use_signatures_are_remembered(
+    store: str | None, summary: str
+) -> None:
+    env = {**BASE, **({"APPROOV_REPLAY_STORE": store} if store else {})}
+    assert summary in Settings.from_env(env).summary()
+
+
+@pytest.mark.parametrize("store", ["valkey:6379", "http://valkey:6379", "memcached://x"])
+def test_a_replay_store_that_is_not_a_redis_url_nor_memory_is_refused(store: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({**BASE, "APPROOV_REPLAY_STORE": store})
+    assert "is not a redis://, rediss:// or unix:// URL, nor `memory`" in str(error.value)
