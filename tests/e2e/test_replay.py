@@ -149,6 +149,9 @@ def test_a_store_stopped_mid_run_denies_then_accepts_again_once_it_is_back(
         down = [check(member, signed_check()) for _ in range(5)]
         assert time.monotonic() - started < 2.5  # each within the 50 ms timeout, or refused
         assert reasons(down) == ["replay_store_unavailable"] * 5
+        # The fleet stays in the load balancer: other routes serve on.
+        assert send(member.port, "GET", "/readyz").status == 200
+        assert check(member, signed_check(), "/auth-binding-off-signing-required").status == 204
         store.start()
         back = [check(member, signed_check()) for _ in range(3)]
         assert reasons(back) == ["ok"] * 3
