@@ -18,10 +18,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from authsvc.check.credentials import Credentials
 from authsvc.check.jose import ES256, HS256, RS256
 from authsvc.check.keys import Key, KeySet, parse_jwks, parse_pem
-from authsvc.check.keysource import KeySource, load_keys
+from authsvc.check.keysource import KeySource, load_account_signing_key, load_keys
 from authsvc.check.verify import Verdict, Verifier
 from authsvc.config import MIN_SECRET_BYTES, ConfigError, Settings
 from authsvc.policy import BindingMode, Reason
+from authsvc.runtime import Runtime
 from tests.tokens import DUMMY_SECRET, DUMMY_SECRET_B64, OTHER_SECRET, b64url, sign, token
 
 # --- RFC 7515 appendix A vectors -------------------------------------------------------------
@@ -491,3 +492,31 @@ def test_a_failed_jwks_fetch_is_logged_without_the_urls_secrets(
     assert "JWKS https://***@keys.example/jwks?api_key=*** not loaded" in caplog.text
     assert "k3y" not in caplog.text
     assert "pw@" not in caplog.text
+
+
+def test_the_account_key_file_is_read_again_on_each_load(tmp_path: Path) -> None:
+    """A HUP reload is a new load: a rotated account key in its file takes effect."""
+    key_file = tmp_path / "account-key"
+    settings = settings_with(
+        APPROOV_BASE64_SECRET=DUMMY_SECRET_B64,
+        APPROOV_ACCOUNT_MESSAGE_SIGNING_SECRET_FILE=str(key_file),
+    )
+    key_file.write_text(base64.urlsafe_b64encode(bytes(16)).decode().rstrip("=") + "\n")
+    assert load_account_signing_key(settings) == bytes(16)
+    key_file.write_text(base64.urlsafe_b64encode(bytes(range(20))).decode() + "\n")
+    assert load_account_signing_key(settings) == bytes(range(20))
+
+
+def test_a_bad_account_key_file_is_listed_with_every_other_key_problem(tmp_path: Path) -> None:
+    (tmp_path / "account-key").write_text("not a key!")
+    settings = settings_with(
+        APPROOV_BASE64_SECRET_FILE=str(tmp_path / "missing-secret"),
+        APPROOV_ACCOUNT_MESSAGE_SIGNING_SECRET_FILE=str(tmp_path / "account-key"),
+    )
+    with pytest.raises(ConfigError) as error:
+        Runtime.from_settings(settings)
+    problems = error.value.problems
+    assert any(p.startswith("APPROOV_BASE64_SECRET_FILE: cannot read") for p in problems)
+    assert any(
+        "APPROOV_ACCOUNT_MESSAGE_SIGNING_SECRET_FILE" in p and "base64url" in p for p in problems
+    )
