@@ -64,7 +64,7 @@ class CheckProtocol(HttpToolsProtocol):
         self._head_start = 0  # where in that piece the open head began
         self._piece_bytes = 0  # that piece's length: a head ends where a piece ends
         self._piece_body_bytes = 0  # body bytes in that piece so far
-        self._tail = b""  # the last bytes received, for a head end split between reads
+        self._tail = b""  # the last 3 bytes received, for a head end split between reads
         self._head_timer: asyncio.TimerHandle | None = None
         self._paused_for_writes = False
         # uvicorn's headers for every answer (`date`), renewed each second, as bytes.
@@ -83,7 +83,7 @@ class CheckProtocol(HttpToolsProtocol):
             if not self._parse(piece):
                 return
             start = end
-        self._tail = data[-3:]
+        self._tail = (self._tail + data)[-3:]
         if not self._in_head:
             return
         if self._head_bytes > MAX_HEAD_BYTES:

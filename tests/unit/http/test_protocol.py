@@ -190,6 +190,17 @@ def test_a_head_whose_end_is_split_between_reads_is_not_counted_with_the_next_re
     assert ([response.status for response in responses], closed) == ([401, 401], False)
 
 
+def test_a_head_end_split_over_four_one_byte_reads_still_ends_its_piece() -> None:
+    """The tail carried between reads is the last 3 bytes received, not of the last read: a
+    head just within the limit, after a `\r\n\r\n` sent a byte at a time, is answered."""
+    first = b"GET /auth HTTP/1.1\r\nHost: x"
+    second = b"GET /auth HTTP/1.1\r\nX-Pad: "
+    second += b"a" * (MAX_HEAD_BYTES - len(second) - 4) + b"\r\n\r\n"
+    pieces = [first, b"\r", b"\n", b"\r", b"\n" + second]
+    responses, closed = served(pieces)
+    assert ([response.status for response in responses], closed) == ([401, 401], False)
+
+
 def test_a_head_within_the_limit_behind_a_large_body_in_the_same_read_is_answered() -> None:
     """Exact, not an upper bound: the body before the head is not the head's."""
     body = b"b" * (200 * 1024)
