@@ -12,16 +12,18 @@ import base64
 import shlex
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
-from authsvc.check.signing import ClientRequest
+from authsvc.check.message import ClientRequest, fields_by_name
 from authsvc.config import (
-    DEFAULT_BINDING_HEADERS,
-    DEFAULT_TOKEN_HEADER,
     PUBLIC_DUMMY_SECRET_B64,
     ConfigError,
+    Settings,
     decode_account_key,
+    parse_header_list,
+    parse_header_name,
     redacted_url,
 )
 from authsvc.environment import load_environment
@@ -33,7 +35,7 @@ from authsvc.http.server import (
     serve,
 )
 from authsvc.policy import BindingMode, Decision, SigningMode
-from authsvc.runtime import Runtime, load
+from authsvc.runtime import Runtime
 from authsvc.tools.devtoken import TEST_IPK, mint, parse_duration, sign_request
 from authsvc.tools.explain import Signing, explain
 from authsvc.tools.nginxcheck import ConfigFiles, ConfigUnreadable, check, nginx_dump
@@ -52,6 +54,7 @@ EXIT_REFUSED = 1
 EXIT_UNREADABLE = 2
 EXIT_DENIED = 3
 PUBLIC_DUMMY_SECRET = base64.b64decode(PUBLIC_DUMMY_SECRET_B64)
+T = TypeVar("T")
 
 
 def _positive_int(text: str) -> int:
@@ -67,18 +70,27 @@ def _header(text: str) -> tuple[str, str]:
     return name, value.strip()
 
 
-def _duration(text: str) -> int:
-    try:
-        return parse_duration(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+def _setting(parse: Callable[[str], T], what: str = "") -> Callable[[str], T]:
+    """An option read as its setting is (authsvc.config), with the setting's own error."""
+
+    def read(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"{what}{error}") from None
+
+    return read
 
 
-def _account_key(text: str) -> bytes:
-    try:
-        return decode_account_key(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"the account key {error}") from None
+def _header_option(command: argparse.ArgumentParser, help_text: str, *flags: str) -> None:
+    command.add_argument(
+        *flags,
+        type=_header,
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help=f"{help_text}; repeatable",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -158,13 +170,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     explain_cmd.add_argument("--method", default="GET", help="the signed request's method")
     explain_cmd.add_argument("--url", help="the signed request's full URL, as the app called it")
-    explain_cmd.add_argument(
-        "--header",
-        type=_header,
-        action="append",
-        default=[],
-        metavar="'NAME: VALUE'",
-        help="a header of the signed request (Signature-Input, Signature, ...); repeatable",
+    _header_option(
+        explain_cmd, "a header of the signed request (Signature-Input, Signature, ...)", "--header"
     )
 
     nginx_cmd = commands.add_parser(
@@ -177,10 +184,12 @@ def _parser() -> argparse.ArgumentParser:
     nginx_cmd.add_argument("path", nargs="?", type=Path, help="nginx.conf, or an `nginx -T` dump")
     nginx_cmd.add_argument(
         "--token-header",
+        type=_setting(parse_header_name),
         help="the token header's name (default: APPROOV_TOKEN_HEADER, else Approov-Token)",
     )
     nginx_cmd.add_argument(
         "--binding-header",
+        type=_setting(parse_header_list),
         help="the binding header(s), comma-separated (default: APPROOV_TOKEN_BINDING_HEADER,"
         " else Authorization)",
     )
@@ -192,7 +201,10 @@ def _parser() -> argparse.ArgumentParser:
         "secret but Approov's public dummy unless --dev is given.",
     )
     token_cmd.add_argument(
-        "--expires", type=_duration, default=300, help="lifetime: 30s, 5m, 2h, 1d (default: 5m)"
+        "--expires",
+        type=_setting(parse_duration),
+        default=300,
+        help="lifetime: 30s, 5m, 2h, 1d (default: 5m)",
     )
     token_cmd.add_argument("--binding", help="bind to this header value, e.g. 'Bearer x'")
     token_cmd.add_argument("--did", help="device id claim")
@@ -222,19 +234,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     sign_cmd.add_argument("url", help="the full URL, as the app calls it")
     sign_cmd.add_argument("--method", "-X", default="GET")
-    sign_cmd.add_argument(
-        "--header",
-        "-H",
-        type=_header,
-        action="append",
-        default=[],
-        metavar="'NAME: VALUE'",
-        help="a header to send (and sign if the SDKs would); repeatable",
-    )
+    _header_option(sign_cmd, "a header to send (and sign if the SDKs would)", "--header", "-H")
     sign_cmd.add_argument("--data", help="a body to send, signed through its Content-Digest")
     sign_cmd.add_argument(
         "--account-secret",
-        type=_account_key,
+        type=_setting(decode_account_key, "the account key "),
         metavar="KEY",
         help="sign as `account` (hmac-sha256) with this account message signing key"
         " (base64url, as `approov secret -messageSigningKey get-base64url` prints it)",
@@ -270,23 +274,23 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    environ = load_environment() if env is None else env
-    if args.command == "check-nginx":  # needs no key: it reads nginx's config, not tokens
-        return _check_nginx(args, environ)
-    if args.command == "sign":  # needs no key: it signs with the test installation key
-        return _sign(args, environ.get("APPROOV_TOKEN_HEADER") or DEFAULT_TOKEN_HEADER)
-    if args.command == "report":  # needs no key: it reads decision lines
+    if args.command == "report":  # reads decision lines, nothing of the settings
         return _report(args)
     try:
-        runtime = load(environ)
+        settings = Settings.from_env(load_environment() if env is None else env)
+        if args.command == "check-nginx":  # needs no key: it reads nginx's config, not tokens
+            return _check_nginx(args, settings)
+        if args.command == "sign":  # needs no key: it signs with the test installation key
+            return _sign(args, settings.token_header)
+        runtime = Runtime.from_settings(settings)
         if args.command == "check-config" and not runtime.keys.ready:
-            url = redacted_url(runtime.settings.jwks_url or "")
+            url = redacted_url(settings.jwks_url or "")
             raise ConfigError([f"APPROOV_JWKS_URL: {url} could not be loaded"])
     except ConfigError as error:
         print(f"authsvc: {error}", file=sys.stderr)
         return EXIT_REFUSED
     if args.command == "check-config":
-        print(f"{runtime.settings.summary()} loaded={runtime.keys.current.describe()}")
+        print(f"{settings.summary()} loaded={runtime.keys.current.describe()}")
         return 0
     if args.command == "explain":
         return _explain(args, runtime)
@@ -311,10 +315,10 @@ def _explain(args: argparse.Namespace, runtime: Runtime) -> int:
     headers = [(settings.token_header, args.token), *args.header]
     if args.binding is not None and len(settings.binding_headers) == 1:
         headers.append((settings.binding_headers[0], args.binding))
-    fields: dict[str, tuple[bytes, ...]] = {}
-    for name, value in headers:
-        fields.setdefault(name.lower(), ())
-        fields[name.lower()] += (value.encode("utf-8", "surrogateescape"),)
+    fields = fields_by_name(
+        (name.encode("latin-1"), value.encode("utf-8", "surrogateescape"))
+        for name, value in headers
+    )
     request = ClientRequest(args.method, args.url, fields)
     explanation = explain(
         args.token,
@@ -385,12 +389,9 @@ def _sign(args: argparse.Namespace, token_header: str) -> int:
     return 0
 
 
-def _check_nginx(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    token_header = args.token_header or env.get("APPROOV_TOKEN_HEADER") or DEFAULT_TOKEN_HEADER
-    binding = args.binding_header or env.get("APPROOV_TOKEN_BINDING_HEADER")
-    binding_headers = (
-        [h.strip() for h in binding.split(",")] if binding else DEFAULT_BINDING_HEADERS
-    )
+def _check_nginx(args: argparse.Namespace, settings: Settings) -> int:
+    token_header = args.token_header or settings.token_header
+    binding_headers = args.binding_header or settings.binding_headers
     try:
         if args.path is None:
             dump, findings = nginx_dump()

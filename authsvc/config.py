@@ -24,6 +24,7 @@ MIN_ACCOUNT_KEY_BYTES = 16
 MAX_LEEWAY_SECONDS = 300
 # The SDKs sign with `expires` 15 s after `created`; a minute also bounds a signature without it.
 DEFAULT_SIGNATURE_MAX_AGE_SECONDS = 60
+# Where a verification key comes from: one of them is required to verify tokens.
 KEY_SETTINGS = (
     "APPROOV_BASE64_SECRET",
     "APPROOV_BASE64_SECRET_FILE",
@@ -106,15 +107,10 @@ class Settings:
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         """Read every APPROOV_* setting from `env`; raise one ConfigError listing all problems.
 
-        Key files are only named here; `authsvc.check.keysource` reads them.
+        Key files are only named here, and a key is not required: the commands that verify
+        tokens load keys (`authsvc.store.keysource`), which reports a missing one.
         """
         problems: list[str] = []
-        if not any(env.get(name, "").strip() for name in KEY_SETTINGS):
-            problems.append(
-                "no verification key: set APPROOV_BASE64_SECRET to the secret that"
-                " `approov secret -get base64` prints (or APPROOV_BASE64_SECRET_FILE,"
-                " APPROOV_PUBLIC_KEY_FILE, APPROOV_JWKS_FILE, APPROOV_JWKS_URL)"
-            )
         values: dict[str, Any] = {}
         for name, field_name, parse in _FROM_ENV:
             raw = env.get(name, "")
@@ -338,14 +334,14 @@ def _whole_number(low: int, high: int, advice: str = "") -> Callable[[str], int]
     return parse
 
 
-def _parse_header_name(raw: str) -> str:
+def parse_header_name(raw: str) -> str:
     if not _HEADER_NAME.fullmatch(raw):
         raise ValueError(f"{raw!r} is not a valid HTTP header name")
     return raw
 
 
-def _parse_header_list(raw: str) -> tuple[str, ...]:
-    names = tuple(_parse_header_name(part.strip()) for part in raw.split(","))
+def parse_header_list(raw: str) -> tuple[str, ...]:
+    names = tuple(parse_header_name(part.strip()) for part in raw.split(","))
     lowered = [name.lower() for name in names]
     if len(set(lowered)) != len(lowered):
         raise ValueError(f"{raw!r} names the same header twice")
@@ -386,11 +382,22 @@ def _parse_public_base_url(raw: str) -> str:
         or parts.fragment
         or raw.endswith(("?", "#"))
     ):
-        raise ValueError(
-            f"{raw!r} is not a base URL like https://api.example.com (scheme and host, with"
-            " a port if not the default; no path)"
-        )
-    return f"{parts.scheme}://{parts.netloc}"
+        raise _not_a_base_url(raw)
+    try:
+        port = parts.port
+    except ValueError:
+        raise _not_a_base_url(raw) from None
+    # Normalised as the SDKs sign a URL (RFC 3986 6.2.3): lower-case host, no default port.
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default_port else "")
+
+
+def _not_a_base_url(raw: str) -> ValueError:
+    return ValueError(
+        f"{raw!r} is not a base URL like https://api.example.com (scheme and host, with"
+        " a port if not the default; no path)"
+    )
 
 
 def _parse_allow_status(raw: str) -> int:
@@ -410,8 +417,8 @@ _FROM_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("APPROOV_JWKS_URL", "jwks_url", _parse_jwks_url),
     ("APPROOV_JWKS_REFRESH_SECONDS", "jwks_refresh_seconds", _whole_number(10, 86400)),
     ("APPROOV_JWKS_TIMEOUT_SECONDS", "jwks_timeout_seconds", _whole_number(1, 60)),
-    ("APPROOV_TOKEN_HEADER", "token_header", _parse_header_name),
-    ("APPROOV_TOKEN_BINDING_HEADER", "binding_headers", _parse_header_list),
+    ("APPROOV_TOKEN_HEADER", "token_header", parse_header_name),
+    ("APPROOV_TOKEN_BINDING_HEADER", "binding_headers", parse_header_list),
     ("APPROOV_TOKEN_BINDING", "binding_mode", _one_of(BindingMode)),
     ("APPROOV_ABORT_REQUEST_ON_INVALID_TOKEN", "abort_on_invalid_token", _parse_bool),
     ("APPROOV_ABORT_REQUEST_ON_INVALID_TOKEN_BINDING", "abort_on_invalid_binding", _parse_bool),
@@ -445,7 +452,7 @@ _FROM_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("APPROOV_ACCOUNT_MESSAGE_SIGNING_SECRET", "account_signing_key", decode_account_key),
     ("APPROOV_ACCOUNT_MESSAGE_SIGNING_SECRET_FILE", "account_signing_key_file", Path),
     ("APPROOV_ACCOUNT_MESSAGE_SIGNING_KEY_ID", "account_signing_key_id", str),
-    ("APPROOV_STATUS_HEADER", "status_header", _parse_header_name),
+    ("APPROOV_STATUS_HEADER", "status_header", parse_header_name),
     ("APPROOV_TOKEN_PREFIX", "token_prefix", _parse_token_prefix),
     ("APPROOV_REPLAY_STORE", "replay_store", _parse_replay_store),
     ("APPROOV_REPLAY_STORE_TIMEOUT_MS", "replay_store_timeout_ms", _whole_number(1, 10_000)),

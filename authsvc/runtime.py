@@ -11,10 +11,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from authsvc.check.cache import CachingVerifier
-from authsvc.check.keysource import KeySource, load_account_signing_key
 from authsvc.check.signing import MessageSignatures
 from authsvc.check.verify import Checker, Verifier
 from authsvc.config import ConfigError, Settings
+from authsvc.store.keysource import KeySource, load_account_signing_key
 from authsvc.store.replay import NoReplayStore, ReplayStore, replay_store
 
 

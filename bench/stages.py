@@ -88,7 +88,7 @@ def main() -> None:
         def record_line() -> None:
             log.record(
                 verdict,
-                policy="required",
+                binding="required",
                 signing="off",
                 method="GET",
                 uri="/api/v1/shapes?colour=red",

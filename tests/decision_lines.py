@@ -123,7 +123,7 @@ def generate(lines: int, *, seed: int = 7, hours: int = 24) -> Iterator[tuple[st
         uri = f"{route.prefix}{leaf}?page={rng.randrange(3)}"
         log.record(
             Verdict(reason, decision, claims, "secret" if claims else None),
-            policy=route.policy,
+            binding=route.policy,
             signing=route.signing,
             monitored=route.monitored,
             method="GET",

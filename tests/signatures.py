@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import load_der_private_key
 from http_message_signatures import HTTPMessageSigner, algorithms
 from http_message_signatures.resolvers import MappingKeyResolver
 
-from authsvc.check.signing import ClientRequest
+from authsvc.check.message import ClientRequest
 from tests.tokens import token
 
 # Approov's test installation key (EC P-256): the private key as SEC1 DER, `ipk` as SPKI DER.

@@ -2,9 +2,10 @@
 and no module imports itself back through others (no import circle, type-checking imports
 included).
 
-    policy  <  settings (config, environment)  <  check/, store/  <  observe/, runtime  <  http/,
-    tools/  <  cli — and `authsvc` itself is a face: its version, nothing else. store/ holds the
-    state shared across replicas (the replay store): I/O the pure check/ never does.
+    policy (policy, routes)  <  settings (config, environment)  <  check/  <  store/  <
+    observe/, runtime  <  http/, tools/  <  cli — and `authsvc` itself is a face: its version,
+    nothing else. store/ is the I/O the pure check/ never does: keys read from files and fetched
+    from a JWKS URL, the replay store shared across replicas.
 """
 
 from __future__ import annotations
@@ -21,15 +22,16 @@ ALLOWED: dict[str, set[str]] = {
     "policy": set(),
     "settings": {"policy"},
     "check": {"policy", "settings"},
-    "store": {"policy", "settings"},
-    "observe": {"policy", "settings", "check"},
+    "store": {"policy", "settings", "check"},
+    "observe": {"policy", "settings", "check", "store"},
     "runtime": {"policy", "settings", "check", "store"},
     "http": {"policy", "settings", "check", "store", "observe", "runtime"},
-    "tools": {"policy", "settings", "check", "observe", "runtime"},
+    "tools": {"policy", "settings", "check", "store", "observe", "runtime"},
     "cli": {"policy", "settings", "check", "store", "observe", "runtime", "http", "tools"},
 }
 TOP_LEVEL = {
     "authsvc.policy": "policy",
+    "authsvc.routes": "policy",
     "authsvc.config": "settings",
     "authsvc.environment": "settings",
     "authsvc.runtime": "runtime",

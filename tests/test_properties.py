@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from authsvc.check.credentials import Credentials
-from authsvc.check.keysource import KeySource
 from authsvc.check.verify import Verdict
 from authsvc.config import Settings
 from authsvc.observe.decisionlog import MAX_LINE_BYTES
 from authsvc.policy import BindingMode, Reason
+from authsvc.store.keysource import KeySource
 from authsvc.tools.explain import explain
 from tests.asgi import answer, dummy_app
 from tests.signatures import ipk_token

@@ -10,10 +10,10 @@ import time
 from typing import Any
 
 from authsvc.check.jose import HS256
-from authsvc.check.keys import Key
-from authsvc.check.keysource import KeySource
+from authsvc.check.keys import Key, KeySet
 from authsvc.check.verify import Verifier
 from authsvc.config import PUBLIC_DUMMY_SECRET_B64
+from authsvc.store.keysource import KeySource
 
 DUMMY_SECRET_B64 = PUBLIC_DUMMY_SECRET_B64
 
@@ -66,7 +66,12 @@ def bound_token(binding_value: bytes = b"Bearer abc", **claims: Any) -> str:
 
 def secret_keys(secret: bytes = DUMMY_SECRET) -> KeySource:
     """One HS256 secret, labelled as a configured secret is."""
-    return KeySource.of(Key(HS256, secret, "secret"))
+    return key_source(Key(HS256, secret, "secret"))
+
+
+def key_source(*keys: Key) -> KeySource:
+    """Keys as the verifier reads them in a server, fixed (no files, no JWKS URL)."""
+    return KeySource(KeySet(keys))
 
 
 def secret_verifier(secret: bytes = DUMMY_SECRET, **options: Any) -> Verifier:

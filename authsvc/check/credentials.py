@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from authsvc.check.message import OPTIONAL_WHITESPACE
 from authsvc.policy import MAX_STATUS_NAME_BYTES, status_in_token_header
 
 
@@ -23,9 +24,6 @@ class Credentials:
     """A token header copy lacked the configured prefix: malformed, whatever follows."""
 
 
-_OPTIONAL_WHITESPACE = b" \t"
-
-
 class CredentialReader:
     """Picks the token and binding headers out of a request's raw header list.
 
@@ -33,15 +31,17 @@ class CredentialReader:
     headers with byte comparisons.
     """
 
-    __slots__ = ("_binding_names", "_prefix", "_token_name", "_wanted")
+    __slots__ = ("_binding_names", "_prefix", "_wanted", "names", "token_name")
 
     def __init__(
         self, token_header: str, binding_headers: Sequence[str], token_prefix: str = ""
     ) -> None:
+        self.names = (token_header, *binding_headers)
+        """The headers read, as configured: an answer that may be cached varies by them."""
         # ASGI servers deliver header names lower-cased.
-        self._token_name = token_header.lower().encode("ascii")
+        self.token_name = token_header.lower().encode("ascii")
         self._binding_names = tuple(name.lower().encode("ascii") for name in binding_headers)
-        self._wanted = frozenset((self._token_name, *self._binding_names))
+        self._wanted = frozenset((self.token_name, *self._binding_names))
         self._prefix = token_prefix.encode("ascii")
 
     def read(self, headers: Iterable[tuple[bytes, bytes]]) -> Credentials:
@@ -51,10 +51,10 @@ class CredentialReader:
         for name, raw in headers:
             if name not in self._wanted:
                 continue
-            # RFC 9110 5.5: whitespace around a field value is not part of it. gunicorn's parser
-            # trimmed it, httptools keeps trailing whitespace: read it the same whatever runs.
-            value = raw.strip(_OPTIONAL_WHITESPACE)
-            if name == self._token_name:
+            # gunicorn's parser trimmed whitespace around a value, httptools keeps it on the
+            # right: read it the same whatever runs.
+            value = raw.strip(OPTIONAL_WHITESPACE)
+            if name == self.token_name:
                 token = token_value(value, self._prefix)
                 if token is None:  # kept as sent: not missing, malformed
                     unprefixed, token = True, value
@@ -71,6 +71,10 @@ class CredentialReader:
             values.append(next(iter(copies)))
         return Credentials(tuple(tokens), b"".join(values), conflict, unprefixed)
 
+    def fetch_status(self, token_header: bytes) -> str | None:
+        """The fetch status an app put in its token header instead of a token, lower case."""
+        return status_of_token_header(token_header, self._prefix)
+
 
 def token_value(value: bytes, prefix: bytes) -> bytes | None:
     """The token in a (trimmed) token header value: after `prefix`, empty when there is none
@@ -83,7 +87,7 @@ def token_value(value: bytes, prefix: bytes) -> bytes | None:
 
 def status_of_token_header(value: bytes, prefix: bytes) -> str | None:
     """The fetch status an app put in its token header instead of a token, lower case."""
-    token = _after_prefix(value.strip(_OPTIONAL_WHITESPACE), prefix)
+    token = _after_prefix(value.strip(OPTIONAL_WHITESPACE), prefix)
     return None if token is None else fetch_status_in_token(token)
 
 
@@ -95,7 +99,7 @@ def fetch_status_in_token(token: bytes) -> str | None:
 
 def _after_prefix(value: bytes, prefix: bytes) -> bytes | None:
     if value.startswith(prefix):
-        return value[len(prefix) :].strip(_OPTIONAL_WHITESPACE)
-    if value == prefix.rstrip(_OPTIONAL_WHITESPACE) or not value:  # nothing after the prefix
+        return value[len(prefix) :].strip(OPTIONAL_WHITESPACE)
+    if value == prefix.rstrip(OPTIONAL_WHITESPACE) or not value:  # nothing after the prefix
         return b""
     return None

@@ -2,7 +2,8 @@
 key in PEM, a JWKS document), and the set the verifier checks with.
 
 The algorithms a token may use follow from these keys, never from the token. Where keys come
-from (files, a JWKS URL refreshed in the background) is authsvc.check.keysource's.
+from (files, a JWKS URL refreshed in the background) is authsvc.store.keysource's; the check
+reads them through a `KeyProvider`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -66,6 +67,16 @@ class KeySet:
 
     def describe(self) -> str:
         return ", ".join(key.label for key in self.keys) or "none"
+
+
+class KeyProvider(Protocol):
+    """The keys in use now (a KeySource): read once per token, swapped whole on a reload."""
+
+    @property
+    def current(self) -> KeySet: ...
+
+    @property
+    def ready(self) -> bool: ...
 
 
 def parse_pem(data: bytes) -> Key:

@@ -34,15 +34,15 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from authsvc.check.signing import ClientRequest
+from authsvc.check.message import ClientRequest, fields_by_name, split_url
 
-ORIGINAL_METHOD_HEADERS = (b"x-original-method", b"x-forwarded-method")
-ORIGINAL_URL_HEADER = b"x-original-url"
-ORIGINAL_TARGET_HEADERS = (b"x-original-uri", b"x-forwarded-uri")
-ORIGINAL_LENGTH_HEADER = b"x-original-content-length"
-FORWARDED_PROTO_HEADER = b"x-forwarded-proto"
-FORWARDED_HOST_HEADER = b"x-forwarded-host"
-ROUTED_HOST_HEADER = b"x-approov-routed-host"
+ORIGINAL_METHOD_HEADERS = ("x-original-method", "x-forwarded-method")
+ORIGINAL_URL_HEADER = "x-original-url"
+ORIGINAL_TARGET_HEADERS = ("x-original-uri", "x-forwarded-uri")
+ORIGINAL_LENGTH_HEADER = "x-original-content-length"
+FORWARDED_PROTO_HEADER = "x-forwarded-proto"
+FORWARDED_HOST_HEADER = "x-forwarded-host"
+ROUTED_HOST_HEADER = "x-approov-routed-host"
 
 _SCHEME = re.compile(r"[a-z][a-z0-9+.\-]*")
 # RFC 3986 authority without userinfo: reg-name or IP literal, optional port.
@@ -50,11 +50,9 @@ _AUTHORITY = re.compile(
     r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]+)(?::(?P<port>[0-9]*))?"
 )
 _REQUEST_TARGET = re.compile(r"/[\x21-\x7e]*")
-_URL = re.compile(r"(?P<scheme>[^:/?#]+)://(?P<authority>[^/?#]*)(?P<target>/.*)", re.DOTALL)
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
-_OPTIONAL_WHITESPACE = b" \t"
 
-_Lines = Mapping[bytes, list[bytes]]
+_Fields = Mapping[str, tuple[bytes, ...]]
 
 
 class _Unknown(Exception):
@@ -67,12 +65,8 @@ class ClientRequestReader:
     __slots__ = ("_public_base_url",)
 
     def __init__(self, public_base_url: str | None) -> None:
-        self._public_base_url = None
-        if public_base_url is not None:
-            base = _URL.fullmatch(public_base_url + "/")
-            if base is None:
-                raise ValueError(f"{public_base_url!r} is not a base URL")
-            self._public_base_url = _origin(base["scheme"], base["authority"])
+        # Validated as a setting (authsvc.config): scheme://authority.
+        self._public_base_url = public_base_url
 
     def read(
         self,
@@ -85,37 +79,35 @@ class ClientRequestReader:
         """`client_target`: the raw path and query a path-appending proxy (Envoy) put after
         the policy; `body`: the client's body, when the proxy forwarded it (a body Envoy cut
         at its limit fails its digest, as it should)."""
-        lines: dict[bytes, list[bytes]] = {}
-        for name, value in headers:
-            lines.setdefault(name, []).append(value.strip(_OPTIONAL_WHITESPACE))
-        fields = {name.decode("latin-1"): tuple(values) for name, values in lines.items()}
+        received = fields_by_name(headers)
+        fields = dict(received)
         # The check's own Content-Length is the check's (0, or absent), never the client's.
         fields.pop("content-length", None)
         # Empty when the client sent none (Caddy sets the header all the same).
-        length = [value for value in lines.get(ORIGINAL_LENGTH_HEADER, ()) if value]
+        length = tuple(value for value in received.get(ORIGINAL_LENGTH_HEADER, ()) if value)
         if length:
-            fields["content-length"] = tuple(length)
+            fields["content-length"] = length
         elif body:
             fields["content-length"] = (str(len(body)).encode(),)
         return ClientRequest(
-            method=_or_none(self._method, lines, method, client_target),
-            target_uri=_or_none(self._target_uri, lines, client_target),
+            method=_or_none(self._method, received, method, client_target),
+            target_uri=_or_none(self._target_uri, received, client_target),
             fields=fields,
             body=body,
         )
 
     @staticmethod
-    def _method(lines: _Lines, check_method: str, client_target: bytes | None) -> str:
-        told = _told(lines, ORIGINAL_METHOD_HEADERS)
+    def _method(fields: _Fields, check_method: str, client_target: bytes | None) -> str:
+        told = _told(fields, ORIGINAL_METHOD_HEADERS)
         if client_target is not None:  # Envoy: the check is made with the client's method
             told.append(check_method.encode("latin-1"))
         return _agreed(told).decode("ascii") if told else check_method
 
-    def _target_uri(self, lines: _Lines, client_target: bytes | None) -> str:
-        url = _original_url(lines)
-        targets = _told(lines, ORIGINAL_TARGET_HEADERS)
+    def _target_uri(self, fields: _Fields, client_target: bytes | None) -> str:
+        url = _original_url(fields)
+        targets = _told(fields, ORIGINAL_TARGET_HEADERS)
         if url is not None:
-            targets.append(url["target"].encode("ascii"))
+            targets.append(url[2].encode("ascii"))
         if client_target is not None:
             targets.append(client_target)
         target = _agreed(targets).decode("ascii")
@@ -123,20 +115,20 @@ class ClientRequestReader:
             raise _Unknown
         if self._public_base_url is not None:
             return self._public_base_url + target
-        schemes = _told(lines, (FORWARDED_PROTO_HEADER,))
+        schemes = _told(fields, (FORWARDED_PROTO_HEADER,))
         if url is not None:
-            schemes.append(url["scheme"].encode("ascii"))
+            schemes.append(url[0].encode("ascii"))
         scheme = _agreed([scheme.lower() for scheme in schemes]).decode("ascii")
-        authorities = _told(lines, (FORWARDED_HOST_HEADER,))
+        authorities = _told(fields, (FORWARDED_HOST_HEADER,))
         if url is not None:
-            authorities.append(url["authority"].encode("ascii"))
+            authorities.append(url[1].encode("ascii"))
         # The check's Host is the client's behind Envoy; elsewhere it is authsvc's own address,
         # believed only when nothing else names the client's.
         if client_target is not None or not authorities:
-            authorities.extend(_told(lines, (b"host",)))
+            authorities.extend(_told(fields, ("host",)))
         origins = [_origin(scheme, authority.decode("ascii")).encode() for authority in authorities]
         origin = _agreed(origins).decode("ascii")
-        for routed in _told(lines, (ROUTED_HOST_HEADER,)):
+        for routed in _told(fields, (ROUTED_HOST_HEADER,)):
             if _host(routed.decode("ascii")) != _host(origin.partition("://")[2]):
                 raise _Unknown
         return origin + target
@@ -149,12 +141,12 @@ def _or_none(read: Callable[..., str], *args: Any) -> str | None:
         return None
 
 
-def _told(lines: _Lines, names: tuple[bytes, ...]) -> list[bytes]:
+def _told(fields: _Fields, names: tuple[str, ...]) -> list[bytes]:
     """The value of each of `names` the check carries; one sent twice, or not ASCII, is
     unknown (a proxy passed the client's copy along with its own)."""
     told = []
     for name in names:
-        values = lines.get(name)
+        values = fields.get(name)
         if values is None:
             continue
         if len(values) != 1 or not values[0].isascii():
@@ -169,12 +161,12 @@ def _agreed(told: list[bytes]) -> bytes:
     return told[0]
 
 
-def _original_url(lines: _Lines) -> re.Match[str] | None:
+def _original_url(fields: _Fields) -> tuple[str, str, str] | None:
     """ingress-nginx's whole URL, split; None when the check does not carry it."""
-    told = _told(lines, (ORIGINAL_URL_HEADER,))
+    told = _told(fields, (ORIGINAL_URL_HEADER,))
     if not told:
         return None
-    url = _URL.fullmatch(told[0].decode("ascii"))
+    url = split_url(told[0].decode("ascii"))
     if url is None:
         raise _Unknown
     return url

@@ -21,7 +21,6 @@ import binascii
 import hashlib
 import hmac
 import math
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -35,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
+from authsvc.check.message import ClientRequest, split_url
 from authsvc.check.verify import Verdict
 from authsvc.policy import Decision, Reason, SigningMode
 
@@ -60,22 +60,6 @@ _HMAC_SHA256_BYTES = 32
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 REPLAY_KEY_PREFIX = "authsvc:replay:"
 _IPK_CACHE_SIZE = 4096
-_SCHEME_AND_AUTHORITY = re.compile(r"(?P<scheme>[^:/?#]+)://(?P<authority>[^/?#]*)(?P<target>.*)\Z")
-
-
-@dataclass(frozen=True, slots=True)
-class ClientRequest:
-    """What authsvc knows of the client's request, from what the proxy forwarded."""
-
-    method: str | None
-    """None when the check's sources of it disagree (authsvc.check.origin)."""
-    target_uri: str | None
-    """scheme://authority/path?query as the client asked for it; None when the proxy did
-    not say, or its sources disagree: every signed request is then denied."""
-    fields: Mapping[str, tuple[bytes, ...]]
-    """The client's header field lines by lower-case name, each value trimmed."""
-    body: bytes | None = None
-    """The client's body, when the proxy forwarded it whole (Envoy `with_request_body`)."""
 
 
 class _Refused(Exception):
@@ -378,15 +362,15 @@ def load_ipk(ipk: str) -> ec.EllipticCurvePublicKey | None:
     return key
 
 
-def _split_target(target_uri: str) -> re.Match[str]:
-    match = _SCHEME_AND_AUTHORITY.match(target_uri)
-    if match is None:
+def _split_target(target_uri: str) -> tuple[str, str, str]:
+    parts = split_url(target_uri)
+    if parts is None:
         raise _Refused(Reason.MESSAGE_TARGET_UNKNOWN)
-    return match
+    return parts
 
 
 def _request_target(target_uri: str) -> str:
-    return _split_target(target_uri)["target"] or "/"
+    return _split_target(target_uri)[2] or "/"
 
 
 def _path(target_uri: str) -> str:
@@ -401,8 +385,8 @@ def _query(target_uri: str) -> str:
 _DERIVED: Mapping[str, Callable[[str, str], str]] = {
     "@method": lambda method, _uri: method,
     "@target-uri": lambda _method, uri: uri,
-    "@authority": lambda _method, uri: _split_target(uri)["authority"].lower(),
-    "@scheme": lambda _method, uri: _split_target(uri)["scheme"].lower(),
+    "@authority": lambda _method, uri: _split_target(uri)[1].lower(),
+    "@scheme": lambda _method, uri: _split_target(uri)[0].lower(),
     "@request-target": lambda _method, uri: _request_target(uri),
     "@path": lambda _method, uri: _path(uri),
     "@query": lambda _method, uri: _query(uri),

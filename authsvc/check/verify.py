@@ -31,8 +31,7 @@ from authsvc.check.jose import (
 from authsvc.policy import BindingMode, Decision, Reason
 
 if TYPE_CHECKING:
-    from authsvc.check.keys import Key
-    from authsvc.check.keysource import KeySource
+    from authsvc.check.keys import Key, KeyProvider
 
 MAX_TOKEN_BYTES = 4096
 # What a datetime can hold: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
@@ -78,11 +77,11 @@ class Checker(Protocol):
 
 
 class Verifier:
-    """Checks Approov tokens against the keys of a KeySource; the rest fixed at construction."""
+    """Checks Approov tokens against the keys of a KeyProvider; the rest fixed at construction."""
 
     def __init__(
         self,
-        keys: KeySource,
+        keys: KeyProvider,
         *,
         leeway_seconds: int = 0,
         issuer: str | None = None,

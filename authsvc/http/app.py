@@ -16,11 +16,13 @@ from typing import Any, ClassVar
 import falcon
 import falcon.asgi
 
+from authsvc.check.credentials import CredentialReader
+from authsvc.check.origin import ClientRequestReader
 from authsvc.check.verify import Checker
 from authsvc.http.checks import CheckEndpoint
-from authsvc.http.routes import CheckRoute
 from authsvc.observe.decisionlog import DecisionLog
 from authsvc.observe.metrics import CONTENT_TYPE, Metrics
+from authsvc.routes import CheckRoute
 from authsvc.runtime import Runtime
 
 Scope = dict[str, Any]
@@ -188,10 +190,17 @@ def create_app(
     app.add_route("/metrics", MetricsResource(metrics))
     return AuthService(
         CheckEndpoint(
-            settings,
             verifier=verifier,
             signatures=runtime.signatures,
             replay_store=runtime.replay_store,
+            credentials=CredentialReader(
+                settings.token_header, settings.binding_headers, settings.token_prefix
+            ),
+            client_requests=ClientRequestReader(settings.public_base_url),
+            default_binding=settings.binding_mode,
+            default_signing=settings.signing_mode,
+            allow_status=settings.allow_status,
+            status_header=settings.status_header,
             log=log,
             metrics=metrics,
             clock=clock,

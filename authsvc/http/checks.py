@@ -1,5 +1,5 @@
 """The check routes (`/auth…`), independent of how HTTP reaches them: the policy a path names
-(its grammar: authsvc.http.routes), the verdict for a request's headers, the answer's status
+(its grammar: authsvc.routes), the verdict for a request's headers, the answer's status
 and header bytes, and the record of the decision.
 
 Two servers call it: the fast path of authsvc.http.protocol, inside the HTTP parser's
@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any, overload
 
 from authsvc.check.cache import VerdictMemo
-from authsvc.check.credentials import CredentialReader, status_of_token_header
+from authsvc.check.credentials import CredentialReader
 from authsvc.check.origin import (
     ORIGINAL_METHOD_HEADERS,
     ORIGINAL_TARGET_HEADERS,
@@ -28,8 +28,6 @@ from authsvc.check.origin import (
 )
 from authsvc.check.signing import MessageSignatures
 from authsvc.check.verify import Checker, Verdict
-from authsvc.config import Settings
-from authsvc.http.routes import CheckRoute, parse_route
 from authsvc.observe.decisionlog import DecisionLog, header_text
 from authsvc.observe.metrics import Metrics
 from authsvc.observe.trace import (
@@ -38,7 +36,8 @@ from authsvc.observe.trace import (
     approov_trace_id,
     w3c_trace_id,
 )
-from authsvc.policy import Decision, Reason, SigningMode, approov_status
+from authsvc.policy import BindingMode, Decision, Reason, SigningMode, approov_status
+from authsvc.routes import CheckRoute, parse_route
 from authsvc.store.replay import ReplayStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -51,13 +50,16 @@ Decided = tuple[Verdict, str | None]
 _SAFE_HEADER_VALUE = re.compile(rb"[\x21-\x7e]{1,256}")
 # Where a proxy says what the client asked for (authsvc.check.origin): the first one sent is logged
 # with each decision (message signing believes them only when they all agree).
-_ORIGINAL_URI_HEADERS = (ORIGINAL_URL_HEADER, *ORIGINAL_TARGET_HEADERS)
+_ORIGINAL_METHOD_HEADERS = tuple(name.encode() for name in ORIGINAL_METHOD_HEADERS)
+_ORIGINAL_URI_HEADERS = tuple(
+    name.encode() for name in (ORIGINAL_URL_HEADER, *ORIGINAL_TARGET_HEADERS)
+)
 # Envoy's own mark on the requests it makes, ext_authz checks included; a client cannot send it
 # through Envoy, and elsewhere it can only turn a 204 into a 200 (both allow everywhere).
 _ENVOY_CHECK_HEADER = b"x-envoy-expected-rq-timeout-ms"
 _CONTEXT_HEADERS = frozenset(
     (
-        *ORIGINAL_METHOD_HEADERS,
+        *_ORIGINAL_METHOD_HEADERS,
         *_ORIGINAL_URI_HEADERS,
         b"x-request-id",
         _ENVOY_CHECK_HEADER,
@@ -118,42 +120,42 @@ class CheckEndpoint:
 
     def __init__(
         self,
-        settings: Settings,
         *,
         verifier: Checker,
         signatures: MessageSignatures,
         replay_store: ReplayStore,
+        credentials: CredentialReader,
+        client_requests: ClientRequestReader,
+        default_binding: BindingMode,
+        default_signing: SigningMode,
+        allow_status: int,
+        status_header: str | None,
         log: DecisionLog | None,
         metrics: Metrics,
         clock: Callable[[], float],
     ) -> None:
+        """`default_binding`, `default_signing`: the policy of `/auth`; `status_header`: where
+        the app reports its token fetch (None: not read)."""
         self._verifier = verifier
         self._signatures = signatures
         self._replay_store = replay_store
         self._store_answering = True
-        self._requests = ClientRequestReader(settings.public_base_url)
+        self._requests = client_requests
         self._log = log
         self._metrics = metrics
         self._clock = clock
-        self._reader = CredentialReader(
-            settings.token_header, settings.binding_headers, settings.token_prefix
-        )
-        self._token_name = settings.token_header.lower().encode("ascii")
-        self._token_prefix = settings.token_prefix.encode("ascii")
-        status = settings.status_header
-        self._status_name = status.lower().encode("ascii") if status else None
+        self._reader = credentials
+        self._status_name = status_header.lower().encode("ascii") if status_header else None
         self._context_names = _CONTEXT_HEADERS | {
-            self._token_name,
+            credentials.token_name,
             *([self._status_name] if self._status_name else []),
             APPROOV_TRACE_HEADER,
             TRACEPARENT_HEADER,
         }
-        self._default_binding = settings.binding_mode
-        self._default_signing = settings.signing_mode
-        self._allow_status = settings.allow_status
-        self._vary = b"vary: %s\r\n" % ", ".join(
-            (settings.token_header, *settings.binding_headers)
-        ).encode("ascii")
+        self._default_binding = default_binding
+        self._default_signing = default_signing
+        self._allow_status = allow_status
+        self._vary = b"vary: %s\r\n" % ", ".join(credentials.names).encode("ascii")
         self._verdict_heads = VerdictMemo(self._verdict_head)
         # The routes without a client's path: a few dozen names at most, each parsed once.
         self._routes: dict[str, CheckRoute] = {}
@@ -316,13 +318,13 @@ class CheckEndpoint:
             status = self._approov_status(context)
             self._metrics.record(verdict, elapsed, status)
             if self._log is not None:
-                method = _first(context, ORIGINAL_METHOD_HEADERS) or request.method.encode()
+                method = _first(context, _ORIGINAL_METHOD_HEADERS) or request.method.encode()
                 uri = _first(context, _ORIGINAL_URI_HEADERS) or (
                     request.appended_target() if route.appended else request.raw_path
                 )
                 self._log.record(
                     verdict,
-                    policy=route.binding.value,
+                    binding=route.binding.value,
                     signing=route.signing.value,
                     monitored=route.monitored,
                     method=header_text(method),
@@ -344,8 +346,8 @@ class CheckEndpoint:
             reported = context.get(self._status_name, b"").strip(b" \t")
             if reported:
                 return approov_status(reported)
-        token = context.get(self._token_name)
-        return None if token is None else status_of_token_header(token, self._token_prefix)
+        token = context.get(self._reader.token_name)
+        return None if token is None else self._reader.fetch_status(token)
 
 
 _REPLAY_REFUSALS = {

@@ -1,4 +1,7 @@
-"""One JSON line per decision, on stdout. Never the token, the secret or the binding value."""
+"""One JSON line per decision, on stdout. Never the token, the secret or the binding value.
+
+Its fields are named once, in `Field`: `authsvc report` reads them back by these names.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from enum import StrEnum
 from json.encoder import encode_basestring_ascii
 from typing import Any, TextIO
 
@@ -22,9 +26,41 @@ MAX_FIELD_CHARS = 512
 # PIPE_BUF: a write of at most this many bytes to a pipe is never interleaved with another
 # process's, so the workers' lines on one stdout stay whole. Counted with the newline.
 MAX_LINE_BYTES = 4096
-_ERROR = ', "error": '
+
+
+class Field(StrEnum):
+    """The names of a decision line's fields."""
+
+    TIME = "time"
+    DECISION = "decision"
+    REASON = "reason"
+    BINDING = "binding"
+    """The route's binding policy (BindingMode)."""
+    SIGNING = "signing"
+    """The route's message signing policy (SigningMode)."""
+    MONITOR = "monitor"
+    """Present (true) on a monitored route."""
+    METHOD = "method"
+    URI = "uri"
+    REQUEST_ID = "request_id"
+    APPROOV_STATUS = "approov_status"
+    APPROOV_TRACE_ID = "approov_trace_id"
+    TRACE_ID = "trace_id"
+    LATENCY_MS = "latency_ms"
+    DID = "did"
+    KEY = "key"
+    SIGNED_BY = "signed_by"
+    CACHED = "cached"
+    EXP = "exp"
+    ERROR = "error"
+    TRUNCATED = "truncated"
+
+
+LEGACY_BINDING_FIELD = "policy"
+"""What authsvc 0.1.0 named the binding field, for `authsvc report` on older logs."""
+_ERROR = f', "{Field.ERROR}": '
 # What may be shortened to fit, longest first; the rest is short by construction.
-_CUTTABLE = ("uri", "method", "request_id", "did", "key", "error")
+_CUTTABLE = (Field.URI, Field.METHOD, Field.REQUEST_ID, Field.DID, Field.KEY, Field.ERROR)
 
 
 def header_text(value: bytes | None) -> str | None:
@@ -42,7 +78,7 @@ def bounded_line(fields: dict[str, Any]) -> str:
     """
     line = json.dumps(fields)
     while len(line) >= MAX_LINE_BYTES:
-        fields["truncated"] = True
+        fields[Field.TRUNCATED] = True
         encoded = {n: len(json.dumps(fields[n])) for n in _CUTTABLE if fields.get(n)}
         longest = max(encoded, key=encoded.__getitem__)
         excess = len(json.dumps(fields)) + 1 - MAX_LINE_BYTES
@@ -101,7 +137,7 @@ class DecisionLog:
         self._clock = clock
         self._timestamps = _Timestamps()
         self._pending: list[str] | None = [] if buffered else None
-        # Fragments decided once: per decision, reason and policy; per cached verdict.
+        # Fragments decided once: per decision, reason and route policy; per cached verdict.
         self._heads: dict[tuple[Decision, Reason, str, str, bool], str] = {}
         self._tails = VerdictMemo(_verdict_tail)
 
@@ -109,7 +145,7 @@ class DecisionLog:
         self,
         verdict: Verdict,
         *,
-        policy: str,
+        binding: str,
         signing: str,
         method: str | None,
         monitored: bool = False,
@@ -123,16 +159,16 @@ class DecisionLog:
     ) -> None:
         """`approov_status`: what the app reported of its token fetch (a bounded vocabulary);
         the trace ids: Approov's fetch (Approov-TraceID) and the W3C trace (traceparent)."""
-        key = (verdict.decision, verdict.reason, policy, signing, monitored)
+        key = (verdict.decision, verdict.reason, binding, signing, monitored)
         head = self._heads.get(key)
         if head is None:
             head = self._heads[key] = _head(*key)
         line = (
-            f'{{"time": "{self._timestamps.format(self._clock())}", {head}'
-            f"{_text('method', method)}{_text('uri', uri)}{_text('request_id', request_id)}"
-            f"{_text('approov_status', approov_status)}"
-            f"{_text('approov_trace_id', approov_trace_id)}{_text('trace_id', trace_id)}"
-            f'"latency_ms": {round(latency_ms, 3)!r}{self._tails(verdict)}'
+            f'{{"{Field.TIME}": "{self._timestamps.format(self._clock())}", {head}'
+            f"{_text(Field.METHOD, method)}{_text(Field.URI, uri)}"
+            f"{_text(Field.REQUEST_ID, request_id)}{_text(Field.APPROOV_STATUS, approov_status)}"
+            f"{_text(Field.APPROOV_TRACE_ID, approov_trace_id)}{_text(Field.TRACE_ID, trace_id)}"
+            f'"{Field.LATENCY_MS}": {round(latency_ms, 3)!r}{self._tails(verdict)}'
             f"{'' if error is None else _ERROR + encode_basestring_ascii(error)}}}\n"
         )
         if len(line) >= MAX_LINE_BYTES:  # rare: long request values, cut by the general path
@@ -174,15 +210,15 @@ def _text(name: str, value: str | None) -> str:
     return "" if value is None else f'"{name}": {encode_basestring_ascii(value)}, '
 
 
-def _head(decision: Decision, reason: Reason, policy: str, signing: str, monitored: bool) -> str:
+def _head(decision: Decision, reason: Reason, binding: str, signing: str, monitored: bool) -> str:
     fields: dict[str, Any] = {
-        "decision": decision.value,
-        "reason": reason.value,
-        "policy": policy,
-        "signing": signing,
+        Field.DECISION: decision.value,
+        Field.REASON: reason.value,
+        Field.BINDING: binding,
+        Field.SIGNING: signing,
     }
     if monitored:
-        fields["monitor"] = True
+        fields[Field.MONITOR] = True
     return json.dumps(fields)[1:-1] + ", "
 
 
@@ -192,12 +228,12 @@ def _verdict_tail(verdict: Verdict) -> str:
     did = claims.get("did")
     exp = claims.get("exp")
     fields: dict[str, Any] = {
-        "did": did[:MAX_FIELD_CHARS] if isinstance(did, str) else None,
-        "key": verdict.key,
-        "signed_by": verdict.signed_by,
-        "cached": True if verdict.cached else None,
+        Field.DID: did[:MAX_FIELD_CHARS] if isinstance(did, str) else None,
+        Field.KEY: verdict.key,
+        Field.SIGNED_BY: verdict.signed_by,
+        Field.CACHED: True if verdict.cached else None,
         # Any JSON number can reach here (the claims of a token denied as claims_invalid).
-        "exp": exp if is_timestamp(exp) else None,
+        Field.EXP: exp if is_timestamp(exp) else None,
     }
     present = {name: value for name, value in fields.items() if value is not None}
     return ", " + json.dumps(present)[1:-1] if present else ""

@@ -15,9 +15,9 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from authsvc import __version__
-from authsvc.check.keysource import KeySource
 from authsvc.check.verify import Verdict
 from authsvc.policy import Decision, Reason
+from authsvc.store.keysource import KeySource
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry

@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import load_der_private_key
 
-from authsvc.check.signing import ACCOUNT, INSTALL, ClientRequest, signature_base
+from authsvc.check.message import ClientRequest, fields_by_name
+from authsvc.check.signing import ACCOUNT, INSTALL, signature_base
 from authsvc.check.verify import binding_pay
 
 # Approov's published test installation key pair (EC P-256): `ipk` is its public key as
@@ -106,12 +107,12 @@ def sign_request(
     Approov-TraceID, Approov-Status, Authorization, Content-Type, Content-Digest when
     present."""
     scheme = INSTALL if account_key is None else ACCOUNT
-    fields = {name.lower(): value for name, value in headers}
+    fields = fields_by_name((name.encode(), value.encode("latin-1")) for name, value in headers)
     added: list[tuple[str, str]] = []
     if body is not None:
         digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
         added.append(("Content-Digest", f"sha-256=:{digest}:"))
-        fields["content-digest"] = added[-1][1]
+        fields["content-digest"] = (added[-1][1].encode(),)
     covered = ["@method", "@target-uri", token_header.lower()]
     covered += [name for name in _SDK_OPTIONAL_COMPONENTS if name in fields]
     created = int(now if now is not None else time.time())
@@ -121,10 +122,7 @@ def sign_request(
     request = ClientRequest(
         method,
         url,
-        {
-            **{name: (value.encode("latin-1"),) for name, value in fields.items()},
-            "signature-input": (f"{label}={params}".encode(),),
-        },
+        {**fields, "signature-input": (f"{label}={params}".encode(),)},
     )
     base = signature_base(request, label)
     if account_key is None:

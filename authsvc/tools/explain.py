@@ -15,10 +15,10 @@ from typing import Any
 from authsvc.check.credentials import Credentials
 from authsvc.check.jose import Malformed, parse_compact_jws
 from authsvc.check.keys import KeySet
+from authsvc.check.message import ClientRequest
 from authsvc.check.signing import (
     ACCOUNT_LABEL,
     LABEL,
-    ClientRequest,
     MessageSignatures,
     load_ipk,
     signature_base,

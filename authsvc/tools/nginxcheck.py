@@ -20,6 +20,8 @@ from typing import Any
 
 import crossplane
 
+from authsvc.routes import SUFFIXES
+
 Directive = dict[str, Any]
 
 DEVICE_ID_HEADER = "x-approov-did"
@@ -331,8 +333,7 @@ def _unserved_auth_uris(
             directive["line"],
             f"no location of this server serves the auth URI {uri}: the subrequest"
             " would reach another location; use /_approov/auth, optionally followed by"
-            " -binding-<required|if-present|off>, -signing-<required|if-present|off|single-use> and"
-            " -monitor, from the include",
+            f" {SUFFIXES}, from the include",
         )
         for uri, directive in sorted(auth_requests.items())
         if not any(_serves(location, {uri}) for location in locations)

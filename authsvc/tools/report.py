@@ -31,9 +31,11 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any, TypeVar, cast
 
-from authsvc.policy import APPROOV_STATUSES, OTHER_STATUS
+from authsvc.observe.decisionlog import LEGACY_BINDING_FIELD, Field
+from authsvc.policy import APPROOV_STATUSES, OTHER_STATUS, Decision
+from authsvc.routes import route_name
 
-DECISIONS = ("allow", "monitor", "deny")
+FAILURES = (Decision.MONITOR, Decision.DENY)
 DEFAULT_PREFIX_SEGMENTS = 2
 # A decision line is at most 4 KiB (authsvc.observe.decisionlog); a log's prefix adds little.
 MAX_LINE_BYTES = 64 * 1024
@@ -56,6 +58,7 @@ NOT_ATTESTED = APPROOV_STATUSES - {"success"}
 # What authsvc writes (DecisionLog): ISO 8601 to the millisecond; anything else is no decision.
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})?")
 _GZIP_MAGIC = b"\x1f\x8b"
+_DECISIONS = frozenset(Decision)
 
 K = TypeVar("K")
 
@@ -69,27 +72,27 @@ class Tally:
     """The decisions of one group of checks."""
 
     checks: int = 0
-    decisions: Counter[str] = field(default_factory=Counter)
-    reasons: dict[str, Counter[str]] = field(
-        default_factory=lambda: {"monitor": Counter(), "deny": Counter()}
+    decisions: Counter[Decision] = field(default_factory=Counter)
+    reasons: dict[Decision, Counter[str]] = field(
+        default_factory=lambda: {failure: Counter() for failure in FAILURES}
     )
     """Per failed decision (monitor, deny), how often each reason."""
-    statuses: dict[str, Counter[str]] = field(
-        default_factory=lambda: {"monitor": Counter(), "deny": Counter()}
+    statuses: dict[Decision, Counter[str]] = field(
+        default_factory=lambda: {failure: Counter() for failure in FAILURES}
     )
     """Per failed decision (monitor, deny), how often each fetch status the app reported."""
     devices: dict[str, set[int]] | None = None
     """Per reason of a would-be refusal, the hashes of the device ids seen (at most MAX_DEVICES
     for each of at most MAX_DEVICE_REASONS reasons); None where nothing asks (hours, routes)."""
 
-    def add(self, decision: str, reason: str, did: object, status: str = NO_STATUS) -> None:
+    def add(self, decision: Decision, reason: str, did: object, status: str = NO_STATUS) -> None:
         self.checks += 1
         self.decisions[decision] += 1
-        if decision == "allow":
+        if decision is Decision.ALLOW:
             return
         self.reasons[decision][reason] += 1
         self.statuses[decision][status] += 1
-        if decision == "monitor" and isinstance(did, str) and self.devices is not None:
+        if decision is Decision.MONITOR and isinstance(did, str) and self.devices is not None:
             _remember(self.devices, reason, {hash(did)})
 
     def merge(self, other: Tally) -> None:
@@ -106,31 +109,31 @@ class Tally:
 
     @property
     def allowed(self) -> int:
-        return self.decisions["allow"]
+        return self.decisions[Decision.ALLOW]
 
     @property
     def would_refuse(self) -> int:
-        return self.decisions["monitor"]
+        return self.decisions[Decision.MONITOR]
 
     @property
     def refused(self) -> int:
-        return self.decisions["deny"]
+        return self.decisions[Decision.DENY]
 
-    def top_reasons(self, *decisions: str, count: int = 3) -> list[tuple[str, int]]:
+    def top_reasons(self, *decisions: Decision, count: int = 3) -> list[tuple[str, int]]:
         """The commonest reasons of `decisions` (default: every failure)."""
         counted: Counter[str] = Counter()
-        for decision in decisions or ("monitor", "deny"):
+        for decision in decisions or FAILURES:
             counted.update(self.reasons[decision])
         return counted.most_common(count)
 
-    def not_attested(self, decision: str) -> list[tuple[str, int]]:
+    def not_attested(self, decision: Decision) -> list[tuple[str, int]]:
         """The failures of `decision` whose app reported it could not get a token, by status,
         the commonest first."""
         statuses = self.statuses[decision]
         return [(status, n) for status, n in statuses.most_common() if status in NOT_ATTESTED]
 
     def as_json(self) -> dict[str, Any]:
-        failures = self.statuses["monitor"] + self.statuses["deny"]
+        failures = self.statuses[Decision.MONITOR] + self.statuses[Decision.DENY]
         return {
             "checks": self.checks,
             "allowed": self.allowed,
@@ -193,12 +196,13 @@ class Report:
             self.skipped += 1
             return
         self.lines += 1
-        decision, moment, did = fields["decision"], fields["time"], fields.get("did")
-        status = _status(fields.get("approov_status"))
-        reason = _bounded(self._reasons, label(fields["reason"]), MAX_REASONS)
+        decision, moment = Decision(fields[Field.DECISION]), fields[Field.TIME]
+        did = fields.get(Field.DID)
+        status = _status(fields.get(Field.APPROOV_STATUS))
+        reason = _bounded(self._reasons, label(fields[Field.REASON]), MAX_REASONS)
         self._reasons.add(reason)
-        route = _bounded(self.routes, route_name(fields), MAX_ROUTES)
-        prefix = label(path_prefix(fields.get("uri"), self.prefix_segments))
+        route = _bounded(self.routes, _route(fields), MAX_ROUTES)
+        prefix = label(path_prefix(fields.get(Field.URI), self.prefix_segments))
         for tally in (
             self.total,
             _tally(self.routes, route),
@@ -245,21 +249,21 @@ class Report:
         for (route, prefix), tally in sorted(self.prefixes.items()):
             where, checks = f"{prefix} ({route})", count_words(tally.checks)
             if tally.would_refuse:
-                ((reason, _),) = tally.top_reasons("monitor", count=1)
+                ((reason, _),) = tally.top_reasons(Decision.MONITOR, count=1)
                 share = percent(tally.would_refuse, tally.checks)
                 sentences.append(
                     f"enforcing {where} would have refused {share} of {checks} checks,"
                     f" mostly {reason}{_from_devices(tally, reason)}"
-                    f"{_reported(tally, 'monitor')}"
+                    f"{_reported(tally, Decision.MONITOR)}"
                 )
             elif route.endswith("-monitor"):
                 sentences.append(f"enforcing {where} would have refused none of {checks} checks")
             elif tally.refused:
-                ((reason, _),) = tally.top_reasons("deny", count=1)
+                ((reason, _),) = tally.top_reasons(Decision.DENY, count=1)
                 share = percent(tally.refused, tally.checks)
                 sentences.append(
                     f"{where} is enforced: it refused {share} of {checks} checks, mostly {reason}"
-                    f"{_reported(tally, 'deny')}"
+                    f"{_reported(tally, Decision.DENY)}"
                 )
         return sentences
 
@@ -300,10 +304,10 @@ def _decision_fields(raw: bytes) -> dict[str, Any] | None:
         return None
     if (
         isinstance(fields, dict)
-        and fields.get("decision") in DECISIONS
-        and isinstance(fields.get("reason"), str)
-        and isinstance(fields.get("time"), str)
-        and _TIME.fullmatch(fields["time"])
+        and fields.get(Field.DECISION) in _DECISIONS
+        and isinstance(fields.get(Field.REASON), str)
+        and isinstance(fields.get(Field.TIME), str)
+        and _TIME.fullmatch(fields[Field.TIME])
     ):
         return fields
     return None
@@ -329,14 +333,15 @@ def _escape(char: str) -> str:
     )
 
 
-def route_name(fields: dict[str, Any]) -> str:
+def _route(fields: dict[str, Any]) -> str:
     """The route policy a decision was made under, named as the proxy names it."""
-    name = "auth"
-    if isinstance(fields.get("policy"), str):
-        name += f"-binding-{label(fields['policy'])}"
-    if isinstance(fields.get("signing"), str):
-        name += f"-signing-{label(fields['signing'])}"
-    return name + ("-monitor" if fields.get("monitor") is True else "")
+    binding = fields.get(Field.BINDING, fields.get(LEGACY_BINDING_FIELD))
+    signing = fields.get(Field.SIGNING)
+    return route_name(
+        label(binding) if isinstance(binding, str) else None,
+        label(signing) if isinstance(signing, str) else None,
+        fields.get(Field.MONITOR) is True,
+    )
 
 
 def path_prefix(uri: object, segments: int) -> str:
@@ -374,7 +379,7 @@ def _status(value: object) -> str:
     return value if value in APPROOV_STATUSES else OTHER_STATUS
 
 
-def _reported(tally: Tally, decision: str) -> str:
+def _reported(tally: Tally, decision: Decision) -> str:
     """`; 12 of them the app itself reported as not attested (no_network 10, rejected 2)`."""
     statuses = tally.not_attested(decision)
     if not statuses:
@@ -493,7 +498,7 @@ def lines_read(report: Report) -> str:
 
 def status_rows(total: Tally) -> list[tuple[str, int, int]]:
     """Per fetch status the apps reported: would be refused, refused; the commonest first."""
-    monitor, deny = total.statuses["monitor"], total.statuses["deny"]
+    monitor, deny = total.statuses[Decision.MONITOR], total.statuses[Decision.DENY]
     return sorted(
         ((status, monitor[status], deny[status]) for status in {*monitor, *deny}),
         key=lambda row: (-(row[1] + row[2]), row[0]),

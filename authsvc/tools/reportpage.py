@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from html import escape
 
-from authsvc.tools.report import Report, Tally, lines_read, percent, status_rows
+from authsvc.policy import Decision
+from authsvc.tools.report import FAILURES, Report, Tally, lines_read, percent, status_rows
 
 # Decision colours, as the legend shows them.
-COLOURS = {"allow": "#3a7d44", "monitor": "#e0a100", "deny": "#c0392b"}
-LABELS = {"allow": "allowed", "monitor": "would be refused", "deny": "refused"}
+COLOURS = {Decision.ALLOW: "#3a7d44", Decision.MONITOR: "#e0a100", Decision.DENY: "#c0392b"}
+LABELS = {Decision.ALLOW: "allowed", Decision.MONITOR: "would be refused", Decision.DENY: "refused"}
 _CHART_WIDTH, _CHART_HEIGHT, _MARGIN = 960, 260, 48
 _REASON_BARS = 12
 
@@ -52,7 +53,7 @@ def render(report: Report, title: str = DEFAULT_TITLE) -> str:
 <p class="legend">{legend}</p>
 {hourly_chart(report, "hourly", tuple(COLOURS))}
 <h2>Failures per hour (UTC), on their own scale</h2>
-{hourly_chart(report, "failures", ("monitor", "deny"))}
+{hourly_chart(report, "failures", FAILURES)}
 <h2>Reasons of the failures</h2>
 {reasons_chart(report.total)}
 <h2>By route policy and path prefix (first {report.prefix_segments} segments)</h2>
@@ -64,7 +65,7 @@ def render(report: Report, title: str = DEFAULT_TITLE) -> str:
 """
 
 
-def hourly_chart(report: Report, name: str, decisions: tuple[str, ...]) -> str:
+def hourly_chart(report: Report, name: str, decisions: tuple[Decision, ...]) -> str:
     """A bar per hour, stacking `decisions`, scaled to the tallest stack."""
     hours = sorted(report.hours.items())
     tallest = max((sum(t.decisions[d] for d in decisions) for _, t in hours), default=0)
@@ -118,7 +119,7 @@ def reasons_chart(total: Tally) -> str:
             f'<text x="{label_width - 8}" y="{y + 14}" text-anchor="end">{escape(reason)}</text>'
         )
         x = float(label_width)
-        for decision in ("monitor", "deny"):
+        for decision in FAILURES:
             number = total.reasons[decision][reason]
             width = bar_room * number / longest
             if width > 0:

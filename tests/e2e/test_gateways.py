@@ -83,7 +83,7 @@ def test_request_body_of_over_a_mebibyte_reaches_the_backend_byte_for_byte(
 def test_decision_log_records_the_clients_method_and_uri(stack: ProxiedStack) -> None:
     stack.send("DELETE", "/api/log-check/9?q=1", approov())
     line = decision_for(stack, "/api/log-check/9?q=1")
-    assert (line["method"], line["decision"], line["policy"]) == ("DELETE", "allow", "required")
+    assert (line["method"], line["decision"], line["binding"]) == ("DELETE", "allow", "required")
 
 
 # --- deny: 401, the reason logged, and the backend never sees the request --------------------

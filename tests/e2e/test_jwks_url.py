@@ -15,7 +15,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from authsvc.check.keysource import MAX_KEY_DOCUMENT_BYTES, fetch_jwks, fetch_url
+from authsvc.store.keysource import MAX_KEY_DOCUMENT_BYTES, fetch_jwks, fetch_url
 from tests.e2e.servers import Authsvc
 from tests.waiting import wait_until
 

@@ -13,7 +13,6 @@ import falcon.testing
 import pytest
 
 from authsvc.check.credentials import Credentials
-from authsvc.check.keysource import KeySource
 from authsvc.check.verify import Verdict, Verifier
 from authsvc.config import Settings
 from authsvc.http.app import create_app
@@ -29,6 +28,7 @@ from tests.tokens import (
     HS256_HEADER,
     OTHER_SECRET,
     bound_token,
+    key_source,
     secret_keys,
     secret_verifier,
     sign,
@@ -527,7 +527,7 @@ def test_readyz_is_200_once_a_key_is_loaded(service: Service) -> None:
 
 def test_readyz_is_503_without_a_key() -> None:
     assert (
-        Service(verifier=Verifier(KeySource.of())).client.simulate_get("/readyz").status_code == 503
+        Service(verifier=Verifier(key_source())).client.simulate_get("/readyz").status_code == 503
     )
 
 
@@ -548,11 +548,11 @@ def test_one_json_line_per_decision_with_nginx_context(service: Service) -> None
     service.auth(None, path="/auth-binding-off")
     allow, deny = service.lines()
     assert {
-        k: allow[k] for k in ("decision", "reason", "policy", "method", "uri", "request_id", "did")
+        k: allow[k] for k in ("decision", "reason", "binding", "method", "uri", "request_id", "did")
     } == {
         "decision": "allow",
         "reason": "ok",
-        "policy": "required",
+        "binding": "required",
         "method": "PUT",
         "uri": "/api/items?id=1",
         "request_id": "r-1",
@@ -564,7 +564,7 @@ def test_one_json_line_per_decision_with_nginx_context(service: Service) -> None
     logged = datetime.fromisoformat(allow["time"])
     assert logged.utcoffset() == timedelta(0)
     assert abs(datetime.now(UTC) - logged) < timedelta(seconds=5)
-    assert (deny["decision"], deny["reason"], deny["policy"], deny["method"], deny["uri"]) == (
+    assert (deny["decision"], deny["reason"], deny["binding"], deny["method"], deny["uri"]) == (
         "deny",
         "token_missing",
         "off",

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from authsvc.check.credentials import Credentials
-from authsvc.check.signing import ClientRequest
+from authsvc.check.message import ClientRequest
 from authsvc.cli import main
 from authsvc.config import Settings
 from authsvc.environment import load_environment
@@ -63,10 +63,26 @@ def test_check_config_lists_every_problem_and_exits_1(capsys: pytest.CaptureFixt
     env = {"APPROOV_TOKEN_BINDING": "x", "APPROOV_LOGGING_ENABLED": "x"}
     assert main(["check-config"], env=env) == 1
     err = capsys.readouterr().err
-    assert err.startswith("authsvc: configuration has 3 problems:")
-    assert "APPROOV_BASE64_SECRET" in err
+    assert err.startswith("authsvc: configuration has 2 problems:")
     assert "APPROOV_TOKEN_BINDING" in err
     assert "APPROOV_LOGGING_ENABLED" in err
+
+
+def test_check_config_without_a_key_says_which_settings_name_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["check-config"], env={}) == 1
+    assert "no verification key: set APPROOV_BASE64_SECRET" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["check-nginx", "-"], ["sign", "https://a.example/"]])
+def test_the_commands_that_need_no_key_refuse_settings_that_are_wrong(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(command, env={"APPROOV_TOKEN_HEADER": "Approov Token"}) == 1
+    assert "APPROOV_TOKEN_HEADER: 'Approov Token' is not a valid HTTP header name" in (
+        capsys.readouterr().err
+    )
 
 
 def test_dot_env_in_the_working_directory_is_read_and_the_real_environment_wins(

@@ -18,11 +18,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from authsvc.check.credentials import Credentials
 from authsvc.check.jose import ES256, HS256, RS256
 from authsvc.check.keys import Key, KeySet, parse_jwks, parse_pem
-from authsvc.check.keysource import KeySource, load_account_signing_key, load_keys
 from authsvc.check.verify import Verdict, Verifier
 from authsvc.config import MIN_SECRET_BYTES, ConfigError, Settings
 from authsvc.policy import BindingMode, Reason
 from authsvc.runtime import Runtime
+from authsvc.store.keysource import KeySource, load_account_signing_key, load_keys
 from tests.tokens import DUMMY_SECRET, DUMMY_SECRET_B64, OTHER_SECRET, b64url, sign, token
 
 # --- RFC 7515 appendix A vectors -------------------------------------------------------------
@@ -309,6 +309,19 @@ def test_every_unreadable_or_bad_key_file_is_reported_at_once(tmp_path: Path) ->
         "APPROOV_PUBLIC_KEY_FILE",
         "APPROOV_JWKS_FILE",
     ]
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_no_key_setting_is_a_key_problem_listed_with_the_others(value: str, tmp_path: Path) -> None:
+    settings = settings_with(
+        APPROOV_BASE64_SECRET=value,
+        APPROOV_ACCOUNT_MESSAGE_SIGNING_SECRET_FILE=str(tmp_path / "missing-account-key"),
+    )
+    with pytest.raises(ConfigError) as raised:
+        Runtime.from_settings(settings)
+    first, second = raised.value.problems
+    assert first.startswith("no verification key: set APPROOV_BASE64_SECRET")
+    assert second.startswith("APPROOV_ACCOUNT_MESSAGE_SIGNING_SECRET_FILE: cannot read")
 
 
 def test_secret_file_is_read_and_its_trailing_newline_ignored(tmp_path: Path) -> None:

@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from authsvc.check.credentials import Credentials
+from authsvc.check.message import ClientRequest
 from authsvc.check.signing import (
     MAX_SIGNATURE_FIELD_BYTES,
-    ClientRequest,
     MessageSignatures,
     ecdsa_p256_verifies,
     load_ipk,

@@ -31,7 +31,7 @@ def record(**overrides: Any) -> str:
     stream = io.StringIO()
     claims = {"exp": 2_000_000_000, "did": overrides.pop("did", "device")}
     fields: dict[str, Any] = {
-        "policy": "required",
+        "binding": "required",
         "signing": "off",
         "method": "GET",
         "uri": "/api/x",
@@ -92,7 +92,7 @@ def test_time_is_iso_8601_utc_to_the_millisecond_as_isoformat_has_it(now: float)
     stream = io.StringIO()
     DecisionLog(stream, clock=lambda: now).record(
         Verdict(Reason.OK, Decision.ALLOW),
-        policy="off",
+        binding="off",
         signing="off",
         method=None,
         uri=None,
@@ -153,7 +153,7 @@ def test_the_line_is_exactly_json_dumps_of_its_fields(  # noqa: PLR0917 - hypoth
     now = 1_795_763_366.25
     DecisionLog(stream, clock=lambda: now).record(
         verdict,
-        policy="required",
+        binding="required",
         signing="off",
         monitored=monitored,
         method=method,
@@ -169,7 +169,7 @@ def test_the_line_is_exactly_json_dumps_of_its_fields(  # noqa: PLR0917 - hypoth
         "time": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
         "decision": "allow",
         "reason": "ok",
-        "policy": "required",
+        "binding": "required",
         "signing": "off",
         "monitor": True if monitored else None,
         "method": method,
@@ -212,7 +212,7 @@ def pipe_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[PipeLog]:
 def line_for(log: DecisionLog, number: int) -> None:
     log.record(
         Verdict(Reason.TOKEN_MISSING, Decision.DENY),
-        policy="required",
+        binding="required",
         signing="off",
         method="GET",
         uri="/api/" + "x" * 300,

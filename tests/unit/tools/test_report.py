@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from authsvc.cli import main
+from authsvc.policy import Decision
 from authsvc.tools.report import (
     MAX_DEVICES,
     MAX_GROUPS,
@@ -289,13 +290,14 @@ def line(
     *,
     reason: str = "binding_missing",
     time: str = "2026-11-24T08:00:00.000+00:00",
-    policy: str = "required",
+    binding: str = "required",
+    binding_field: str = "binding",
 ) -> bytes:
     fields = {
         "time": time,
         "decision": decision,
         "reason": reason,
-        "policy": policy,
+        binding_field: binding,
         "signing": "off",
         "monitor": True,
         "uri": uri,
@@ -404,7 +406,7 @@ def test_distinct_reasons_beyond_the_bound_are_counted_together() -> None:
     counting = Report()
     for number in range(MAX_REASONS + 50):
         counting.add_line(line("/api/v1", reason=f"reason_{number}"))
-    reasons = counting.total.reasons["monitor"]
+    reasons = counting.total.reasons[Decision.MONITOR]
     assert len(reasons) == MAX_REASONS + 1
     assert (reasons[OTHER], sum(reasons.values())) == (50, MAX_REASONS + 50)
 
@@ -422,7 +424,7 @@ def test_distinct_hours_beyond_the_bound_are_counted_together() -> None:
 def test_distinct_route_policies_beyond_the_bound_are_counted_together() -> None:
     counting = Report()
     for number in range(MAX_ROUTES + 20):
-        counting.add_line(line("/api/v1", policy=f"mode-{number}"))
+        counting.add_line(line("/api/v1", binding=f"mode-{number}"))
     assert len(counting.routes) == MAX_ROUTES + 1
     assert counting.routes[OTHER].checks == 20
 
@@ -537,7 +539,7 @@ def test_a_status_outside_the_sdks_vocabulary_is_counted_as_other() -> None:
         fields = json.loads(line("/api/v1"))
         fields["approov_status"] = f"made-up-{number}"
         counting.add_line(json.dumps(fields).encode())
-    assert counting.total.statuses["monitor"] == Counter({"other": 50})
+    assert counting.total.statuses[Decision.MONITOR] == Counter({"other": 50})
 
 
 def test_the_page_shows_the_failures_by_fetch_status(
@@ -549,3 +551,9 @@ def test_the_page_shows_the_failures_by_fetch_status(
     html = page.read_text()
     assert "<h2>Failures by the fetch status the app reported</h2>" in html
     assert "<td>no_network</td>" in html
+
+
+def test_a_line_of_authsvc_0_1_names_its_binding_policy_by_the_old_field() -> None:
+    counting = Report()
+    counting.add_line(line("/api/v1", binding="off", binding_field="policy"))
+    assert list(counting.routes) == ["auth-binding-off-signing-off-monitor"]

@@ -34,6 +34,22 @@ class CheckRoute:
         return self.signing is SigningMode.SINGLE_USE
 
 
+_MONITOR = "-monitor"
+SUFFIXES = f"-binding-<{'|'.join(BindingMode)}>, -signing-<{'|'.join(SigningMode)}> and {_MONITOR}"
+"""What may follow `/auth`, in this order, as a person reads it."""
+
+
+def route_name(binding: str | None, signing: str | None, monitored: bool) -> str:
+    """A route's check path without its slash, e.g. `auth-binding-off-signing-required-monitor`;
+    a part that is None is not named (the setting's default applies)."""
+    return (
+        AUTH_PATH[1:]
+        + ("" if binding is None else f"-binding-{binding}")
+        + ("" if signing is None else f"-signing-{signing}")
+        + (_MONITOR if monitored else "")
+    )
+
+
 def _named(kind: str, modes: type[BindingMode] | type[SigningMode]) -> str:
     return rf"(?:-{kind}-(?P<{kind}>" + "|".join(re.escape(mode.value) for mode in modes) + "))?"
 
@@ -42,7 +58,7 @@ _AUTH_ROUTE = re.compile(
     re.escape(AUTH_PATH)
     + _named("binding", BindingMode)
     + _named("signing", SigningMode)
-    + r"(?P<monitor>-monitor)?"
+    + rf"(?P<monitor>{_MONITOR})?"
     + r"(?P<client_path>/.*)?\Z",
     re.DOTALL,
 )

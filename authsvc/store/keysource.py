@@ -37,6 +37,18 @@ def load_keys(settings: Settings) -> KeySet:
     Raises one ConfigError listing every problem with them.
     """
     problems: list[str] = []
+    if not (
+        settings.secret
+        or settings.secret_file
+        or settings.public_key_file
+        or settings.jwks_file
+        or settings.jwks_url
+    ):
+        problems.append(
+            "no verification key: set APPROOV_BASE64_SECRET to the secret that"
+            " `approov secret -get base64` prints (or APPROOV_BASE64_SECRET_FILE,"
+            " APPROOV_PUBLIC_KEY_FILE, APPROOV_JWKS_FILE, APPROOV_JWKS_URL)"
+        )
     keys: list[Key] = []
     secret = settings.secret
     if settings.secret_file is not None:
@@ -190,10 +202,6 @@ class KeySource:
         )
         source.refresh()
         return source
-
-    @classmethod
-    def of(cls, *keys: Key) -> KeySource:
-        return cls(KeySet(keys))
 
     @property
     def ready(self) -> bool:
