@@ -15,6 +15,7 @@ from typing import Generic, TypeVar
 
 from authsvc.check.credentials import Credentials
 from authsvc.check.keys import KeySet
+from authsvc.check.rules import Step
 from authsvc.check.verify import Verdict, Verifier
 from authsvc.policy import BindingMode, Decision
 
@@ -32,6 +33,12 @@ class CachingVerifier:
     @property
     def ready(self) -> bool:
         return self._verifier.ready
+
+    def trace(
+        self, credentials: Credentials, binding_mode: BindingMode
+    ) -> tuple[Verdict, tuple[Step, ...]]:
+        """The verifier's own steps: an explanation is never answered from the cache."""
+        return self._verifier.trace(credentials, binding_mode)
 
     def check(self, credentials: Credentials, binding_mode: BindingMode) -> Verdict:
         verifier = self._verifier

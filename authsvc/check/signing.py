@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from authsvc.check.message import ClientRequest, split_url
+from authsvc.check.rules import Begin, Refused, Step, Trail, unheard
 from authsvc.check.verify import Verdict
 from authsvc.policy import Decision, Reason, SigningMode
 
@@ -59,12 +60,9 @@ _HMAC_SHA256_BYTES = 32
 # The order of P-256: (r, s) and (r, n - s) verify alike, so a replay key uses the low s.
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 REPLAY_KEY_PREFIX = "authsvc:replay:"
+# The signature's rules, in the order they run (each reports its step under this name).
+RULES = ("key", "signature-input", "parameters", "coverage", "base", "signature", "digest")
 _IPK_CACHE_SIZE = 4096
-
-
-class _Refused(Exception):
-    def __init__(self, reason: Reason) -> None:
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,14 +153,33 @@ class MessageSignatures:
 
     def check(self, verdict: Verdict, message: ClientRequest, mode: SigningMode) -> Verdict:
         """`verdict` unless the token passed and its message signature does not."""
+        return self._run(verdict, message, mode, unheard)
+
+    def trace(
+        self, verdict: Verdict, message: ClientRequest, mode: SigningMode
+    ) -> tuple[Verdict, tuple[Step, ...]]:
+        """The verdict, and the result of each rule that ran (none when the stage does not
+        apply), for `authsvc explain`."""
+        trail = Trail()
+        checked = self._run(verdict, message, mode, trail.begin)
+        return checked, trail.steps(checked.reason)
+
+    def _run(
+        self, verdict: Verdict, message: ClientRequest, mode: SigningMode, begin: Begin
+    ) -> Verdict:
         claims = verdict.claims
         if claims is None or not self.applies(verdict, mode):  # `is None` again for mypy
             return verdict
-        reason, scheme, signature = self._reason(claims, message, mode)
-        if reason is not Reason.OK:
-            return self.refused(verdict, reason)
-        if scheme is None or signature is None:
-            return verdict
+        try:
+            begin("key", None)
+            scheme, key = self._scheme(claims)
+            if scheme is None:
+                if mode in (SigningMode.REQUIRED, SigningMode.SINGLE_USE):
+                    raise Refused(Reason.IPK_MISSING)
+                return verdict
+            signature = self._verify(scheme, key, message, begin)
+        except Refused as refused:
+            return self.refused(verdict, refused.reason)
         replay = self._replay(scheme, signature) if mode is SigningMode.SINGLE_USE else None
         return replace(verdict, signed_by=scheme.label, replay=replay)
 
@@ -189,20 +206,6 @@ class MessageSignatures:
         ttl_ms = math.ceil((last_valid + self._skew - self.clock()) * 1000)
         return key, max(1, ttl_ms)
 
-    def _reason(
-        self, claims: Mapping[str, Any], message: ClientRequest, mode: SigningMode
-    ) -> tuple[Reason, _Scheme | None, _Signature | None]:
-        """The signature's reason, and the scheme and signature that verified."""
-        try:
-            scheme, key = self._scheme(claims)
-            if scheme is None:
-                needs_key = mode in (SigningMode.REQUIRED, SigningMode.SINGLE_USE)
-                return (Reason.IPK_MISSING if needs_key else Reason.OK), None, None
-            signature = self._verify(scheme, key, message)
-        except _Refused as refused:
-            return refused.reason, None, None
-        return Reason.OK, scheme, signature
-
     def _scheme(self, claims: Mapping[str, Any]) -> tuple[_Scheme | None, Any]:
         """Which signature the token's claims call for, with its key; (None, None) when they
         name no key authsvc holds."""
@@ -210,29 +213,37 @@ class MessageSignatures:
         if ipk is not None:
             public_key = self._public_key(ipk) if isinstance(ipk, str) else None
             if public_key is None:
-                raise _Refused(Reason.IPK_INVALID)
+                raise Refused(Reason.IPK_INVALID)
             return INSTALL, public_key
         mskid = claims.get("mskid")
         if mskid is None or self._account_key is None:
             return None, None
         if self._account_key_id is not None and mskid != self._account_key_id:
-            raise _Refused(Reason.MSKID_MISMATCH)
+            raise Refused(Reason.MSKID_MISMATCH)
         return ACCOUNT, self._account_key
 
-    def _verify(self, scheme: _Scheme, key: Any, message: ClientRequest) -> _Signature:
+    def _verify(
+        self, scheme: _Scheme, key: Any, message: ClientRequest, begin: Begin
+    ) -> _Signature:
+        begin("signature-input", scheme.label)
         signature = _labelled_signature(message.fields, scheme)
+        begin("parameters", signature.parameters)
         self._check_parameters(signature.parameters, scheme.algorithm)
+        begin("coverage", signature.components)
         self._check_coverage(signature.components, message.fields)
+        begin("base", signature.components)
         base = _signature_base(signature.components, signature.params_text, message)
+        begin("signature", base)
         if not scheme.verifies(key, signature.value, base):
-            raise _Refused(Reason.MESSAGE_SIGNATURE_MISMATCH)
+            raise Refused(Reason.MESSAGE_SIGNATURE_MISMATCH)
         if message.body is not None:
+            begin("digest", None)
             _check_body_digest(message.body, message.fields)
         return signature
 
     def _check_parameters(self, parameters: Mapping[str, Any], algorithm: str) -> None:
         if parameters.get("alg") != algorithm:
-            raise _Refused(Reason.MESSAGE_ALG_NOT_ALLOWED)
+            raise Refused(Reason.MESSAGE_ALG_NOT_ALLOWED)
         created = parameters.get("created")
         expires = parameters.get("expires", created)
         if (
@@ -246,38 +257,38 @@ class MessageSignatures:
             or type(expires) is not int
             or expires < created
         ):
-            raise _Refused(Reason.MESSAGE_PARAMETERS_INVALID)
+            raise Refused(Reason.MESSAGE_PARAMETERS_INVALID)
         now = self.clock()
         if created > now + self._skew:
-            raise _Refused(Reason.MESSAGE_SIGNATURE_NOT_YET_VALID)
+            raise Refused(Reason.MESSAGE_SIGNATURE_NOT_YET_VALID)
         if created < now - self._max_age - self._skew:
-            raise _Refused(Reason.MESSAGE_SIGNATURE_STALE)
+            raise Refused(Reason.MESSAGE_SIGNATURE_STALE)
         if "expires" in parameters and expires <= now - self._skew:
-            raise _Refused(Reason.MESSAGE_SIGNATURE_EXPIRED)
+            raise Refused(Reason.MESSAGE_SIGNATURE_EXPIRED)
 
     def _check_coverage(
         self, components: tuple[str, ...], fields: Mapping[str, tuple[bytes, ...]]
     ) -> None:
         covered = set(components)
         if not self._required <= covered:
-            raise _Refused(Reason.MESSAGE_COVERAGE_INSUFFICIENT)
+            raise Refused(Reason.MESSAGE_COVERAGE_INSUFFICIENT)
         # The SDKs always cover the digest they add: an uncovered one was added or changed.
         if CONTENT_DIGEST in fields and CONTENT_DIGEST not in covered:
-            raise _Refused(Reason.MESSAGE_COVERAGE_INSUFFICIENT)
+            raise Refused(Reason.MESSAGE_COVERAGE_INSUFFICIENT)
 
 
 def _labelled_signature(fields: Mapping[str, tuple[bytes, ...]], scheme: _Scheme) -> _Signature:
     inputs, signatures = fields.get("signature-input"), fields.get("signature")
     if not inputs or not signatures:
-        raise _Refused(Reason.MESSAGE_SIGNATURE_MISSING)
+        raise Refused(Reason.MESSAGE_SIGNATURE_MISSING)
     input_members = _dictionary(inputs)
     signature_members = _dictionary(signatures)
     label = scheme.label
     if label not in input_members and label not in signature_members:
-        raise _Refused(Reason.MESSAGE_SIGNATURE_MISSING)
+        raise Refused(Reason.MESSAGE_SIGNATURE_MISSING)
     # Both fields name the same signatures, or one of them was added to or cut.
     if input_members.keys() != signature_members.keys():
-        raise _Refused(Reason.MESSAGE_SIGNATURE_MALFORMED)
+        raise Refused(Reason.MESSAGE_SIGNATURE_MALFORMED)
     components, parameters, params_text = _signature_input(label, input_members[label])
     value = _raw_signature(signature_members[label][0], scheme.value_bytes)
     return _Signature(components, parameters, params_text, value)
@@ -290,14 +301,14 @@ def _signature_input(
     member."""
     inner, parameters = member
     if not isinstance(inner, list):
-        raise _Refused(Reason.MESSAGE_SIGNATURE_MALFORMED)
+        raise Refused(Reason.MESSAGE_SIGNATURE_MALFORMED)
     components: list[str] = []
     for name, component_parameters in inner:
         if type(name) is not str or not name or name != name.lower() or name in components:
-            raise _Refused(Reason.MESSAGE_SIGNATURE_MALFORMED)
+            raise Refused(Reason.MESSAGE_SIGNATURE_MALFORMED)
         if component_parameters or (name.startswith("@") and name not in _DERIVED):
             # `;sf`, `;key`, `;bs`, `;req`, `;tr`, `@query-param`, `@status`: not rebuilt here.
-            raise _Refused(Reason.MESSAGE_COMPONENT_UNSUPPORTED)
+            raise Refused(Reason.MESSAGE_COMPONENT_UNSUPPORTED)
         components.append(name)
     # RFC 9421 3.2: the verifier serialises the parsed parameters again.
     params_text = http_sf.ser({label: member})[len(label) + 1 :].encode("ascii")
@@ -313,7 +324,7 @@ def signature_base(request: ClientRequest, label: str = LABEL) -> bytes:
             raise ValueError(f"no signature labelled {label!r}")
         components, _parameters, params_text = _signature_input(label, member)
         return _signature_base(components, params_text, request)
-    except _Refused as refused:
+    except Refused as refused:
         raise ValueError(refused.reason.value) from None
 
 
@@ -321,7 +332,7 @@ def _dictionary(lines: tuple[bytes, ...]) -> dict[str, Any]:
     """A structured-field dictionary from its field lines, joined as RFC 9651 says."""
     joined = b", ".join(lines)
     if len(joined) > MAX_SIGNATURE_FIELD_BYTES:
-        raise _Refused(Reason.MESSAGE_SIGNATURE_MALFORMED)
+        raise Refused(Reason.MESSAGE_SIGNATURE_MALFORMED)
 
     def duplicate(key: str, context: str) -> None:
         # A label sent twice: the last would win, and proxies and backends might differ.
@@ -331,7 +342,7 @@ def _dictionary(lines: tuple[bytes, ...]) -> dict[str, Any]:
     try:
         parsed = http_sf.parse(joined, tltype="dictionary", on_duplicate_key=duplicate)
     except (ValueError, UnicodeError, http_sf.StructuredFieldError):
-        raise _Refused(Reason.MESSAGE_SIGNATURE_MALFORMED) from None
+        raise Refused(Reason.MESSAGE_SIGNATURE_MALFORMED) from None
     return cast(dict[str, Any], parsed)
 
 
@@ -343,11 +354,11 @@ def _raw_signature(member: object, size: int) -> bytes:
         try:
             raw = base64.b64decode(member, validate=True)
         except (binascii.Error, ValueError):
-            raise _Refused(Reason.MESSAGE_SIGNATURE_MALFORMED) from None
+            raise Refused(Reason.MESSAGE_SIGNATURE_MALFORMED) from None
     else:
-        raise _Refused(Reason.MESSAGE_SIGNATURE_MALFORMED)
+        raise Refused(Reason.MESSAGE_SIGNATURE_MALFORMED)
     if len(raw) != size:
-        raise _Refused(Reason.MESSAGE_SIGNATURE_MALFORMED)
+        raise Refused(Reason.MESSAGE_SIGNATURE_MALFORMED)
     return raw
 
 
@@ -365,7 +376,7 @@ def load_ipk(ipk: str) -> ec.EllipticCurvePublicKey | None:
 def _split_target(target_uri: str) -> tuple[str, str, str]:
     parts = split_url(target_uri)
     if parts is None:
-        raise _Refused(Reason.MESSAGE_TARGET_UNKNOWN)
+        raise Refused(Reason.MESSAGE_TARGET_UNKNOWN)
     return parts
 
 
@@ -401,15 +412,15 @@ def _signature_base(
     for name in components:
         if name.startswith("@"):
             if message.method is None or message.target_uri is None:
-                raise _Refused(Reason.MESSAGE_TARGET_UNKNOWN)
+                raise Refused(Reason.MESSAGE_TARGET_UNKNOWN)
             value = _DERIVED[name](message.method, message.target_uri).encode("latin-1")
         else:
             copies = message.fields.get(name)
             if not copies:  # RFC 9421 2.5: a covered field the message lacks is an error
-                raise _Refused(Reason.MESSAGE_COMPONENT_MISSING)
+                raise Refused(Reason.MESSAGE_COMPONENT_MISSING)
             value = b", ".join(copies)
         if b"\n" in value or b"\r" in value:
-            raise _Refused(Reason.MESSAGE_SIGNATURE_MALFORMED)
+            raise Refused(Reason.MESSAGE_SIGNATURE_MALFORMED)
         lines.append(b'"%s": %s' % (name.encode("ascii"), value))
     lines.append(b'"@signature-params": ' + params_text)
     return b"\n".join(lines)
@@ -422,8 +433,8 @@ def _check_body_digest(body: bytes, fields: Mapping[str, tuple[bytes, ...]]) -> 
         return  # a body the app did not digest: the SDKs digest only what they can
     try:
         members = _dictionary(lines)
-    except _Refused:
-        raise _Refused(Reason.CONTENT_DIGEST_MISMATCH) from None
+    except Refused:
+        raise Refused(Reason.CONTENT_DIGEST_MISMATCH) from None
     checked = False
     for algorithm, (value, _parameters) in members.items():
         digest = DIGEST_ALGORITHMS.get(algorithm)
@@ -433,10 +444,10 @@ def _check_body_digest(body: bytes, fields: Mapping[str, tuple[bytes, ...]]) -> 
         expected = digest(body).digest()
         received = value if type(value) is bytes else _base64_or_none(value)
         if received is None or not hmac.compare_digest(received, expected):
-            raise _Refused(Reason.CONTENT_DIGEST_MISMATCH)
+            raise Refused(Reason.CONTENT_DIGEST_MISMATCH)
         checked = True
     if not checked:
-        raise _Refused(Reason.CONTENT_DIGEST_MISMATCH)
+        raise Refused(Reason.CONTENT_DIGEST_MISMATCH)
 
 
 def _base64_or_none(value: object) -> bytes | None:

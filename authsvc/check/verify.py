@@ -28,12 +28,28 @@ from authsvc.check.jose import (
     check_header,
     parse_compact_jws,
 )
+from authsvc.check.rules import Begin, Refused, Step, Trail, unheard
 from authsvc.policy import BindingMode, Decision, Reason
 
 if TYPE_CHECKING:
-    from authsvc.check.keys import Key, KeyProvider
+    from authsvc.check.keys import KeyProvider, KeySet
 
 MAX_TOKEN_BYTES = 4096
+# The token's rules, in the order they run (each reports its step under this name).
+RULES = (
+    "token",
+    "size",
+    "keys",
+    "structure",
+    "algorithm",
+    "header",
+    "kid",
+    "signature",
+    "claims",
+    "exp",
+    "nbf",
+    "binding",
+)
 # What a datetime can hold: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
 EARLIEST_TIMESTAMP = -62135596800
 LATEST_TIMESTAMP = 253402300799
@@ -75,6 +91,10 @@ class Checker(Protocol):
 
     def check(self, credentials: Credentials, binding_mode: BindingMode) -> Verdict: ...
 
+    def trace(
+        self, credentials: Credentials, binding_mode: BindingMode
+    ) -> tuple[Verdict, tuple[Step, ...]]: ...
+
 
 class Verifier:
     """Checks Approov tokens against the keys of a KeyProvider; the rest fixed at construction."""
@@ -108,8 +128,15 @@ class Verifier:
         return self.keys.ready
 
     def check(self, credentials: Credentials, binding_mode: BindingMode) -> Verdict:
-        reason, claims, key = self._evaluate(credentials, binding_mode)
-        return Verdict(reason, self._decide(reason), claims, key)
+        return self._run(credentials, binding_mode, unheard)
+
+    def trace(
+        self, credentials: Credentials, binding_mode: BindingMode
+    ) -> tuple[Verdict, tuple[Step, ...]]:
+        """The verdict, and the result of each rule (RULES) that ran, for `authsvc explain`."""
+        trail = Trail()
+        verdict = self._run(credentials, binding_mode, trail.begin)
+        return verdict, trail.steps(verdict.reason)
 
     def _decide(self, reason: Reason) -> Decision:
         if reason is Reason.OK:
@@ -123,95 +150,117 @@ class Verifier:
         )
         return Decision.DENY if aborts else Decision.MONITOR
 
-    def _evaluate(
-        self, credentials: Credentials, binding_mode: BindingMode
-    ) -> tuple[Reason, Mapping[str, Any] | None, str | None]:
+    def _run(self, credentials: Credentials, binding_mode: BindingMode, begin: Begin) -> Verdict:
+        """The rules in order (RULES); the first that refuses names the verdict's reason."""
+        try:
+            token = self._token(credentials, begin)
+            keys = self.keys.current  # one key set for the whole check, even if a refresh lands
+            begin("keys", keys)
+            if not keys.keys:
+                raise Refused(Reason.KEYS_UNAVAILABLE)
+            begin("structure", None)
+            try:
+                parsed = parse_compact_jws(token)
+            except Malformed:
+                raise Refused(Reason.TOKEN_MALFORMED) from None
+            key = self._signature(parsed, keys, begin)
+        except Refused as refused:
+            return Verdict(refused.reason, self._decide(refused.reason))
+        claims = parsed.claims
+        try:
+            self._check_claims(claims, begin)
+            self._check_binding(claims, credentials, binding_mode, begin)
+        except Refused as refused:  # the signature verified: the claims are the token's
+            return Verdict(refused.reason, self._decide(refused.reason), claims, key)
+        return Verdict(Reason.OK, Decision.ALLOW, claims, key)
+
+    @staticmethod
+    def _token(credentials: Credentials, begin: Begin) -> bytes:
+        """The one token presented, within its size."""
+        begin("token", None)
         tokens = credentials.tokens
         if len(tokens) > 1:
-            return Reason.TOKEN_DUPLICATED, None, None
+            raise Refused(Reason.TOKEN_DUPLICATED)
         if not tokens or not tokens[0]:
-            return Reason.TOKEN_MISSING, None, None
+            raise Refused(Reason.TOKEN_MISSING)
         if credentials.unprefixed:
-            return Reason.TOKEN_MALFORMED, None, None
+            raise Refused(Reason.TOKEN_MALFORMED)
         token = tokens[0]
+        begin("size", len(token))
         if len(token) > MAX_TOKEN_BYTES:
-            return Reason.TOKEN_TOO_LONG, None, None
-        keys = self.keys.current  # one key set for the whole check, even if a refresh lands
-        if not keys.keys:
-            return Reason.KEYS_UNAVAILABLE, None, None
-        try:
-            parsed = parse_compact_jws(token)
-        except Malformed:
-            return Reason.TOKEN_MALFORMED, None, None
-        header, claims = parsed.header, parsed.claims
+            raise Refused(Reason.TOKEN_TOO_LONG)
+        return token
+
+    def _signature(self, parsed: ParsedToken, keys: KeySet, begin: Begin) -> str:
+        """The label of the key whose signature the token carries.
+
+        PyJWT's algorithm layer does the cryptography (HMAC compared in constant time); the
+        token was already parsed strictly, so it is not parsed a second time.
+        """
+        header = parsed.header
         algorithm = header.get("alg")
+        begin("algorithm", keys.algorithms)
         if not isinstance(algorithm, str) or algorithm not in keys.algorithms:
-            return Reason.ALG_NOT_ALLOWED, None, None
+            raise Refused(Reason.ALG_NOT_ALLOWED)
+        begin("header", None)
         try:
             check_header(header)
         except Malformed:
-            return Reason.TOKEN_MALFORMED, None, None
+            raise Refused(Reason.TOKEN_MALFORMED) from None
+        begin("kid", header.get("kid"))
         candidates = keys.candidates(algorithm, header.get("kid"))
         if candidates is None:
-            return Reason.KID_UNKNOWN, None, None
-        key = self._verified_by(parsed, algorithm, candidates)
-        if key is None:
-            return Reason.SIGNATURE_INVALID, None, None
-        claims_problem = self._check_claims(claims)
-        if claims_problem is not None:
-            return claims_problem, claims, key
-        return self._check_binding(claims, credentials, binding_mode), claims, key
-
-    def _verified_by(
-        self, parsed: ParsedToken, algorithm: str, candidates: tuple[Key, ...]
-    ) -> str | None:
-        """The label of the key whose signature this is, or None.
-
-        PyJWT's algorithm layer does the cryptography (HMAC compared in constant time); the
-        token was already parsed strictly above, so it is not parsed a second time.
-        """
+            raise Refused(Reason.KID_UNKNOWN)
+        begin("signature", None)
         implementation = self._algorithms[algorithm]
         for key in candidates:
             if implementation.verify(parsed.signing_input, key.material, parsed.signature):
                 return key.label
-        return None
+        raise Refused(Reason.SIGNATURE_INVALID)
 
-    def _check_claims(self, claims: Mapping[str, Any]) -> Reason | None:
+    def _check_claims(self, claims: Mapping[str, Any], begin: Begin) -> None:
+        begin("claims", None)
         exp = claims.get("exp")
         nbf = claims.get("nbf", 0)
         if not (is_timestamp(exp) and is_timestamp(nbf)):
-            return Reason.CLAIMS_INVALID
+            raise Refused(Reason.CLAIMS_INVALID)
         if self._issuer is not None and claims.get("iss") != self._issuer:
-            return Reason.CLAIMS_INVALID
+            raise Refused(Reason.CLAIMS_INVALID)
         if self._audience is not None and not _audience_matches(claims.get("aud"), self._audience):
-            return Reason.CLAIMS_INVALID
+            raise Refused(Reason.CLAIMS_INVALID)
         now = self.clock()
+        begin("exp", now)
         if exp <= now - self.leeway_seconds:
-            return Reason.EXPIRED
+            raise Refused(Reason.EXPIRED)
+        begin("nbf", now)
         if nbf > now + self.leeway_seconds:
-            return Reason.NOT_YET_VALID
-        return None
+            raise Refused(Reason.NOT_YET_VALID)
 
     @staticmethod
     def _check_binding(
-        claims: Mapping[str, Any], credentials: Credentials, binding_mode: BindingMode
-    ) -> Reason:
+        claims: Mapping[str, Any],
+        credentials: Credentials,
+        binding_mode: BindingMode,
+        begin: Begin,
+    ) -> None:
+        begin("binding", binding_mode)
         if binding_mode is BindingMode.OFF:
-            return Reason.OK
+            return
         if "pay" not in claims:
-            return Reason.BINDING_MISSING if binding_mode is BindingMode.REQUIRED else Reason.OK
+            if binding_mode is BindingMode.REQUIRED:
+                raise Refused(Reason.BINDING_MISSING)
+            return
         if credentials.binding_conflict:
-            return Reason.BINDING_HEADER_DUPLICATED
+            raise Refused(Reason.BINDING_HEADER_DUPLICATED)
         if credentials.binding_value is None:
-            return Reason.BINDING_HEADER_MISSING
+            raise Refused(Reason.BINDING_HEADER_MISSING)
         pay = claims["pay"]
         # The expected value is ASCII; a non-ASCII `str` would make compare_digest raise.
         if not isinstance(pay, str) or not pay.isascii():
-            return Reason.BINDING_MISMATCH
+            raise Refused(Reason.BINDING_MISMATCH)
         expected = binding_pay(credentials.binding_value)
-        if hmac.compare_digest(pay.encode("ascii"), expected.encode("ascii")):
-            return Reason.OK
-        return Reason.BINDING_MISMATCH
+        if not hmac.compare_digest(pay.encode("ascii"), expected.encode("ascii")):
+            raise Refused(Reason.BINDING_MISMATCH)
 
 
 def binding_pay(binding_value: bytes) -> str:

@@ -352,9 +352,9 @@ def test_explain_walks_through_a_message_signature(capsys: pytest.CaptureFixture
             [
                 "--header",
                 'Signature-Input: install=("@method" "@target-uri" "approov-token")'
-                ';alg="ecdsa-p256-sha256";created=1',
+                ';alg="ecdsa-p256-sha256";created={now}',
                 "--header",
-                "Signature: install=:AAAA:",
+                f"Signature: install=:{base64.b64encode(bytes(64)).decode()}:",
             ],
             "base",
             "NOT REBUILT: message_target_unknown",

@@ -1,0 +1,54 @@
+"""How a check's rules report, one result per rule: the first to fail raises `Refused`, whose
+reason is the check's; a `Trail`, when one listens (`authsvc explain`), hears each rule as it
+begins, with what it read, and so tells which rule failed without a rule of its own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from authsvc.policy import Reason
+
+Begin = Callable[[str, object], None]
+"""Told a rule's name, and what it reads (or None), as the rule begins."""
+
+
+class Refused(Exception):
+    """The first failing rule of a check: its reason is the verdict's."""
+
+    def __init__(self, reason: Reason) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One rule of a check as it ran."""
+
+    rule: str
+    reason: Reason | None
+    """None: the rule passed; else the reason it refused the check with."""
+    detail: object = None
+    """What the rule read: a signature's parameters, the signature base, ..."""
+
+
+def unheard(rule: str, detail: object) -> None:
+    """What a check's rules tell when nothing listens: nothing."""
+
+
+class Trail:
+    """The rules of one check stage in the order they began; the last one failed if the stage
+    refused the check."""
+
+    def __init__(self) -> None:
+        self._begun: list[tuple[str, object]] = []
+
+    def begin(self, rule: str, detail: object) -> None:
+        self._begun.append((rule, detail))
+
+    def steps(self, outcome: Reason) -> tuple[Step, ...]:
+        """Each rule's result, the stage having ended in `outcome`."""
+        steps = [Step(rule, None, detail) for rule, detail in self._begun]
+        if outcome is not Reason.OK and steps:
+            steps[-1] = Step(steps[-1].rule, outcome, steps[-1].detail)
+        return tuple(steps)
