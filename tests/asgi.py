@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from authsvc.config import Settings
-from authsvc.http.app import AsgiApp, Message, create_app
+from authsvc.http.app import AsgiApp, AuthService, Message, create_app
 from authsvc.observe.decisionlog import DecisionLog
 from authsvc.runtime import Runtime
 from tests.tokens import DUMMY_SECRET
 
 
-def dummy_app(log: TextIO | None = None) -> AsgiApp:
+def dummy_app(log: TextIO | None = None) -> AuthService:
     """The app with Approov's dummy secret and default settings, its decision lines to `log`."""
     runtime = Runtime.from_settings(Settings(secret=DUMMY_SECRET))
     return create_app(runtime, decision_log=DecisionLog(log if log is not None else io.StringIO()))

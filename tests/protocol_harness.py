@@ -13,8 +13,8 @@ import httptools
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from authsvc.http.app import AsgiApp
-from authsvc.http.protocol import CheckProtocol
+from authsvc.http.app import AuthService
+from authsvc.http.protocol import CheckProtocol, serving
 
 
 class MemoryTransport:
@@ -87,10 +87,10 @@ def parse_responses(data: bytes) -> list[Response]:
 class Connection:
     """One client connection to CheckProtocol serving `app`, in the running event loop."""
 
-    def __init__(self, app: AsgiApp) -> None:
+    def __init__(self, app: AuthService) -> None:
         config = Config(
             app=app,
-            http=CheckProtocol,
+            http=serving(app.checks),
             ws="none",
             lifespan="off",
             access_log=False,
@@ -99,7 +99,9 @@ class Connection:
         )
         config.load()
         self.state = ServerState()
-        self.protocol = CheckProtocol(config=config, server_state=self.state, app_state={})
+        self.protocol = CheckProtocol(
+            config=config, server_state=self.state, app_state={}, checks=app.checks
+        )
         self.transport = MemoryTransport()
         self.protocol.connection_made(self.transport)  # type: ignore[arg-type]
 

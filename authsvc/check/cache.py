@@ -29,6 +29,10 @@ class CachingVerifier:
     def __init__(self, verifier: Verifier, size: int) -> None:
         self._verifier = verifier
         self._cache = VerdictCache(size)
+        self.hits = 0
+        """Lookups answered from the cache, and (misses) those that were not: counted here,
+        where the cache is looked in (credentials it cannot hold are never looked up)."""
+        self.misses = 0
 
     @property
     def ready(self) -> bool:
@@ -48,7 +52,9 @@ class CachingVerifier:
         keys = verifier.keys.current
         hit = self._cache.get(cache_key, keys, verifier.clock() - verifier.leeway_seconds)
         if hit is not None:
+            self.hits += 1
             return hit
+        self.misses += 1
         verdict = verifier.check(credentials, binding_mode)
         # Only if no key change landed meanwhile: the verdict was reached with `keys`.
         if verdict.decision is Decision.ALLOW and keys is verifier.keys.current:

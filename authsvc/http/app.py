@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import falcon
 import falcon.asgi
 
+from authsvc.check.cache import CachingVerifier
 from authsvc.check.credentials import CredentialReader
 from authsvc.check.origin import ClientRequestReader
 from authsvc.check.verify import Checker
@@ -145,7 +146,7 @@ class AuthService:
 
     def __init__(self, checks: CheckEndpoint, other_routes: AsgiApp) -> None:
         self.checks = checks
-        """What the server's fast path answers checks with."""
+        """What the server hands its fast path (authsvc.http.protocol) to answer checks with."""
         self._auth = AuthEndpoint(checks)
         self._other_routes = other_routes
 
@@ -174,11 +175,13 @@ def create_app(
     metrics: Metrics | None = None,
     clock: Callable[[], float] = time.time,
     is_stopping: Callable[[], bool] = lambda: False,
-) -> AsgiApp:
+) -> AuthService:
     """Build the ASGI app from a loaded Runtime; reads no environment."""
     settings, verifier = runtime.settings, runtime.verifier
     metrics = metrics if metrics is not None else Metrics()
     metrics.watch(runtime.keys)
+    if isinstance(verifier, CachingVerifier):
+        metrics.watch_cache(verifier)
     log = None
     if settings.logging_enabled:
         log = decision_log if decision_log is not None else DecisionLog()

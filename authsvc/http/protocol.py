@@ -4,6 +4,9 @@ check routes answered from the parser's callbacks and the request head bounded.
 A check needs its headers, its path and its method, and answers with a status and a few
 headers: it is decided and written inside `on_headers_complete`, with no ASGI task and no
 awaits (measured in bench/README.md: the task and two `send` awaits cost more than the check).
+It builds on uvicorn's protocol internals (`pipeline`, `cycle`, `flow`, `server_state`, the
+parser callbacks): pyproject.toml bounds uvicorn to the versions tested, and
+tests/unit/http/test_uvicorn_contract.py names any of them an upgrade moves.
 Everything else goes to the ASGI app as uvicorn runs it: `/healthz`, `/readyz`, `/metrics`, a
 check whose signature covers a body the proxy forwards (Envoy `with_request_body`), and a check
 pipelined behind a request the app is still answering (answers leave in request order).
@@ -40,6 +43,18 @@ _HEAD_TOO_LARGE = (
 )
 
 
+def serving(checks: CheckEndpoint) -> type[CheckProtocol]:
+    """The protocol class uvicorn builds each connection with (its `http` setting): the check
+    endpoint is given to it, not looked up on the app, so a middleware around the app cannot
+    turn the fast path off unseen."""
+
+    class ServingChecks(CheckProtocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, checks=checks, **kwargs)
+
+    return ServingChecks
+
+
 class CheckProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with checks answered at once, a bounded request head, and a
     graceful stop that never resets a proxy's check.
@@ -52,9 +67,11 @@ class CheckProtocol(HttpToolsProtocol):
     stays idle is closed after DRAIN_SECONDS.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, checks: CheckEndpoint, **kwargs: Any) -> None:
+        """`checks`: what the check routes are answered with, handed over by the worker (see
+        `serving`); the rest is uvicorn's."""
         super().__init__(*args, **kwargs)
-        self._checks: CheckEndpoint | None = getattr(self.config.app, "checks", None)
+        self._checks = checks
         self._draining = False
         self._answered = False  # the request being parsed was answered from the callbacks
         self._app_reads_body = False  # the app was handed the request whose body is arriving
@@ -196,7 +213,7 @@ class CheckProtocol(HttpToolsProtocol):
     def _answer_check(self) -> bool:
         """Answer the request here if it is a check that needs nothing the app alone has."""
         checks = self._checks
-        if checks is None or self._answers_owed():
+        if self._answers_owed():
             return False
         started = time.perf_counter()
         url = httptools.parse_url(self.url)

@@ -18,7 +18,7 @@ from gunicorn.app.base import BaseApplication
 
 from authsvc.config import REPLAY_STORE_MEMORY, ConfigError
 from authsvc.environment import load_environment
-from authsvc.http.app import AsgiApp, create_app
+from authsvc.http.app import AsgiApp, AuthService, create_app
 from authsvc.http.worker import AuthWorker
 from authsvc.observe.metrics import MULTIPROCESS_DIR_VARIABLE
 from authsvc.runtime import Runtime, load
@@ -109,10 +109,11 @@ class AuthServer(BaseApplication):  # type: ignore[misc]
 
     def __init__(self, runtime: Runtime, options: Mapping[str, Any]) -> None:
         self._runtime = runtime
+        self._app: AuthService
         self._worker_state = WorkerState()
         self._options = {
             **DEFAULT_OPTIONS,
-            "post_worker_init": self._worker_state.attach,
+            "post_worker_init": self._worker_ready,
             "child_exit": _forget_worker_metrics,
             **options,
         }
@@ -136,7 +137,13 @@ class AuthServer(BaseApplication):  # type: ignore[misc]
     def load(self) -> AsgiApp:
         # In each worker: the JWKS URL (if any) is refreshed by a thread of its own.
         self._runtime.keys.start_refreshing()
-        return create_app(self._runtime, is_stopping=self._worker_state.stopping)
+        self._app = create_app(self._runtime, is_stopping=self._worker_state.stopping)
+        return self._app
+
+    def _worker_ready(self, worker: AuthWorker) -> None:
+        """gunicorn's post_worker_init hook, in the worker once `load` has run there."""
+        self._worker_state.attach(worker)
+        worker.serve(self._app.checks)
 
 
 def _forget_worker_metrics(server: Any, worker: Any) -> None:

@@ -17,7 +17,8 @@ from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
-from authsvc.http.protocol import CheckProtocol
+from authsvc.http.checks import CheckEndpoint
+from authsvc.http.protocol import serving
 
 
 class AuthWorker(UvicornWorker):  # type: ignore[misc]
@@ -29,7 +30,7 @@ class AuthWorker(UvicornWorker):  # type: ignore[misc]
 
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
         "loop": "uvloop",
-        "http": CheckProtocol,
+        # `http`: the check protocol, once the server hands the worker its endpoint (serve).
         "ws": "none",  # no route upgrades: an upgrade request is answered, then closed
         "lifespan": "off",  # the app has no start-up or shut-down work of its own
         "server_header": False,
@@ -41,6 +42,12 @@ class AuthWorker(UvicornWorker):  # type: ignore[misc]
         # Off unless --access-log: the decision line already logs every check.
         self.config.access_log = bool(self.cfg.accesslog)
         self._server: Server | None = None
+        self._serving_checks = False
+
+    def serve(self, checks: CheckEndpoint) -> None:
+        """Answer checks with `checks` (AuthServer calls it once the app is loaded)."""
+        self.config.http = serving(checks)
+        self._serving_checks = True
 
     @property
     def stopping(self) -> bool:
@@ -48,6 +55,9 @@ class AuthWorker(UvicornWorker):  # type: ignore[misc]
         return not self.alive or (self._server is not None and self._server.should_exit)
 
     async def _serve(self) -> None:
+        if not self._serving_checks:  # a fast path silently off would double a check's cost
+            self.log.error("no check endpoint was handed to this worker: not serving")
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
         self.config.app = self.wsgi
         self._server = _FlushingServer(config=self.config)
         loop = asyncio.get_running_loop()

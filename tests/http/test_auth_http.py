@@ -642,7 +642,16 @@ def test_metrics_count_decisions_by_decision_and_reason(service: Service) -> Non
     lines = metric_lines(service)
     assert 'authsvc_decisions_total{decision="allow",reason="ok"} 3.0' in lines
     assert 'authsvc_decisions_total{decision="deny",reason="token_missing"} 1.0' in lines
-    assert "authsvc_verify_seconds_count 4.0" in lines
+    assert "authsvc_check_seconds_count 4.0" in lines
+    # Three of one token: a miss, then hits; the check without one never looked in the cache.
+    assert 'authsvc_cache_lookups_total{result="hit"} 2.0' in lines
+    assert 'authsvc_cache_lookups_total{result="miss"} 1.0' in lines
+
+
+def test_with_the_cache_off_no_cache_lookup_is_counted() -> None:
+    service = Service(verified_cache_size=0)
+    service.auth(valid())
+    assert not [line for line in metric_lines(service) if "authsvc_cache_lookups" in line]
 
 
 def test_metric_labels_never_hold_a_token_a_device_id_or_a_path(service: Service) -> None:
