@@ -48,35 +48,35 @@ pytest: $(INSTALLED)
 
 # The benchmark (needs nginx, its njs module and wrk; it says how to install them).
 bench: $(INSTALLED)
-	$(BIN)/python bench/run.py
+	$(BIN)/python -m bench.run
 
 # Microseconds per request for each stage of /auth, in one process (no nginx needed).
 bench-stages: $(INSTALLED)
-	$(BIN)/python bench/stages.py
+	$(BIN)/python -m bench.stages
 
 # Single-use checks beside required ones, the replay store (redis-server) on loopback, and the
 # store stopped and started again under load (needs redis-server and wrk).
 bench-replay: $(INSTALLED)
-	$(BIN)/python bench/replay.py
+	$(BIN)/python -m bench.replay
 
 # Where a check's CPU goes in the running server, stage by stage (py-spy samples a worker).
 profile: $(INSTALLED)
-	PATH=$(BIN):$$PATH $(BIN)/python bench/profile.py
+	PATH=$(BIN):$$PATH $(BIN)/python -m bench.profile
 
 # `authsvc report` on a 1 GB decision log: lines/s and peak memory.
 bench-report: $(INSTALLED)
-	$(BIN)/python bench/report_stream.py
+	$(BIN)/python -m bench.report_stream
 
 # Load and fault tests behind nginx, Envoy and Caddy, about 6 minutes (needs nginx and wrk).
 soak: $(INSTALLED)
-	$(BIN)/python bench/soak.py
+	$(BIN)/python -m bench.soak
 
 # docs/report-example.html and its screenshot: the report of a synthetic log (needs chromium).
-EXAMPLE_TITLE := authsvc report of a synthetic log (tests/decision_lines.py), for illustration
+EXAMPLE_TITLE := authsvc report of a synthetic log (tests/support/decision_lines.py), for illustration
 report-example: $(INSTALLED)
-	$(BIN)/python -m tests.decision_lines 50000 | $(BIN)/authsvc report >/dev/null \
+	$(BIN)/python -m tests.support.decision_lines 50000 | $(BIN)/authsvc report >/dev/null \
 		--html docs/report-example.html --title "$(EXAMPLE_TITLE)"
-	$(BIN)/python -m tests.browser docs/report-example.html docs/report-example.png
+	$(BIN)/python -m tests.support.browser docs/report-example.html docs/report-example.png
 
 # Coverage-guided fuzzing for FUZZ_SECONDS of FUZZ_TARGET (verify: the verifier and the app;
 # protocol: the HTTP fast path); a crash lands in tests/fuzz/crashes/ (commit it: a normal test
@@ -95,12 +95,12 @@ compose-nginx: $(INSTALLED)
 	$(BIN)/python -m demo.nginx
 
 # Mutation testing of the pure core (mutmut, [tool.mutmut] in pyproject.toml), about 6 minutes
-# on 2 cores; tests/mutation_report.py prints the counts per module against
+# on 2 cores; tests/support/mutation_report.py prints the counts per module against
 # mutation-equivalents.txt and fails under 95% killed. Not in `make test`: too slow for CI.
 mutate: $(INSTALLED)
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children 2
-	$(BIN)/python -m tests.mutation_report
+	$(BIN)/python -m tests.support.mutation_report
 
 # Re-pin every dependency, with hashes (needs network access to PyPI).
 lock: $(INSTALLED)

@@ -38,7 +38,7 @@ from authsvc.policy import BindingMode, Decision, SigningMode
 from authsvc.runtime import Runtime
 from authsvc.tools.devtoken import TEST_IPK, mint, parse_duration, sign_request
 from authsvc.tools.explain import Signing, explain
-from authsvc.tools.nginxcheck import ConfigFiles, ConfigUnreadable, check, nginx_dump
+from authsvc.tools.nginxcheck import ConfigFiles, ConfigUnreadable, find_traps, nginx_dump
 from authsvc.tools.report import (
     DEFAULT_PREFIX_SEGMENTS,
     Unreadable,
@@ -398,7 +398,7 @@ def _check_nginx(args: argparse.Namespace, settings: Settings) -> int:
             files = ConfigFiles.from_dump(dump)
         else:
             findings, files = [], ConfigFiles.from_path(args.path)
-        findings += check(files.parse(), token_header, binding_headers)
+        findings += find_traps(files.parse(), token_header, binding_headers)
     except ConfigUnreadable as error:
         print(f"authsvc: {error}", file=sys.stderr)
         return EXIT_REFUSED

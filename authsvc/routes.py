@@ -19,7 +19,7 @@ AUTH_PATH = "/auth"
 
 
 @dataclass(frozen=True, slots=True)
-class CheckRoute:
+class RoutePolicy:
     """The policy a check's path names."""
 
     binding: BindingMode
@@ -34,8 +34,10 @@ class CheckRoute:
         return self.signing is SigningMode.SINGLE_USE
 
 
-_MONITOR = "-monitor"
-SUFFIXES = f"-binding-<{'|'.join(BindingMode)}>, -signing-<{'|'.join(SigningMode)}> and {_MONITOR}"
+MONITOR_SUFFIX = "-monitor"
+SUFFIXES = (
+    f"-binding-<{'|'.join(BindingMode)}>, -signing-<{'|'.join(SigningMode)}> and {MONITOR_SUFFIX}"
+)
 """What may follow `/auth`, in this order, as a person reads it."""
 
 
@@ -46,7 +48,7 @@ def route_name(binding: str | None, signing: str | None, monitored: bool) -> str
         AUTH_PATH[1:]
         + ("" if binding is None else f"-binding-{binding}")
         + ("" if signing is None else f"-signing-{signing}")
-        + (_MONITOR if monitored else "")
+        + (MONITOR_SUFFIX if monitored else "")
     )
 
 
@@ -58,7 +60,7 @@ _AUTH_ROUTE = re.compile(
     re.escape(AUTH_PATH)
     + _named("binding", BindingMode)
     + _named("signing", SigningMode)
-    + rf"(?P<monitor>{_MONITOR})?"
+    + rf"(?P<monitor>{MONITOR_SUFFIX})?"
     + r"(?P<client_path>/.*)?\Z",
     re.DOTALL,
 )
@@ -66,14 +68,14 @@ _AUTH_ROUTE = re.compile(
 
 def parse_route(
     path: str, default_binding: BindingMode, default_signing: SigningMode
-) -> CheckRoute | None:
+) -> RoutePolicy | None:
     """The policy `path` names (a part it does not name: the default), or None if `path` is
     not a check route."""
     match = _AUTH_ROUTE.match(path) if path.startswith(AUTH_PATH) else None
     if match is None:
         return None
     binding, signing = match["binding"], match["signing"]
-    return CheckRoute(
+    return RoutePolicy(
         BindingMode(binding) if binding is not None else default_binding,
         SigningMode(signing) if signing is not None else default_signing,
         match["monitor"] is not None,

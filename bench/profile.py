@@ -21,9 +21,6 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
 from authsvc.config import PUBLIC_DUMMY_SECRET_B64
 from authsvc.tools.devtoken import mint
 from demo.processes import (
@@ -36,6 +33,7 @@ from demo.processes import (
     wait_until_ready,
 )
 
+BENCH = Path(__file__).resolve().parent
 BINDING = "Bearer bench-user"
 SECRET = base64.b64decode(PUBLIC_DUMMY_SECRET_B64)
 # Innermost match wins: a frame's file (and function) -> the stage it belongs to.
@@ -88,7 +86,7 @@ def main() -> int:
             )
             + "\n"
         )
-        extra = ["-s", str(REPO / "bench" / "lua" / "rotate.lua"), "--", str(tokens)]
+        extra = ["-s", str(BENCH / "lua" / "rotate.lua"), "--", str(tokens)]
     else:
         wrong = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
         extra = ["-H", f"Approov-Token: {token if args.token == 'hit' else wrong}"]

@@ -24,9 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
 from authsvc.config import DEFAULT_TOKEN_HEADER, PUBLIC_DUMMY_SECRET_B64
 from authsvc.http.server import default_workers
 from authsvc.tools.devtoken import TEST_IPK, mint, sign_request
@@ -42,7 +39,8 @@ from demo.processes import (
 )
 from tests.e2e.servers import find_redis_server
 
-LUA = REPO / "bench" / "lua" / "once.lua"
+BENCH = Path(__file__).resolve().parent
+LUA = BENCH / "lua" / "once.lua"
 URL = "https://api.example.com/v1/payments?id={n}"
 ROUTES = {
     "required": "/auth-binding-off-signing-required",

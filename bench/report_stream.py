@@ -1,7 +1,7 @@
 """`make bench-report`: `authsvc report` on a large decision log, as a user runs it: lines per
 second, and the most memory the process held (its peak RSS, from the kernel).
 
-The log is synthetic (tests/decision_lines.py, authsvc's own DecisionLog writing a rollout's
+The log is synthetic (tests/support/decision_lines.py, authsvc's own DecisionLog writing a rollout's
 lines), a block of it repeated to the size asked; it is written to a temporary file and removed.
 Target: 1 GB in at most 100 MB of RSS.
 
@@ -22,8 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-
 BLOCK_LINES = 200_000
 RSS_TARGET_MB = 100
 
@@ -31,8 +29,7 @@ RSS_TARGET_MB = 100
 def write_log(path: Path, size: int, packed: bool) -> int:
     """About `size` bytes of decision lines at `path` (gzip if `packed`); the lines written.
     Run in a child (`--write`), so this process never holds them."""
-    sys.path.insert(0, str(REPO))
-    from tests.decision_lines import generate  # noqa: PLC0415 (only the writing child needs it)
+    from tests.support.decision_lines import generate  # noqa: PLC0415 (only the writing child needs it)
 
     block = "".join(line for line, _ in generate(BLOCK_LINES)).encode()
     repeats = max(1, round(size / len(block)))
@@ -69,7 +66,8 @@ def main() -> int:
         path = workdir / ("decisions.log.gz" if args.gzip else "decisions.log")
         writer = [
             sys.executable,
-            __file__,
+            "-m",
+            "bench.report_stream",
             "--write",
             str(path),
             "--gigabytes",

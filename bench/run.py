@@ -23,9 +23,6 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
 from authsvc.config import DEFAULT_TOKEN_HEADER, PUBLIC_DUMMY_SECRET_B64
 from authsvc.tools.devtoken import TEST_IPK, mint, sign_request
 from demo import nginx
@@ -43,7 +40,7 @@ from demo.processes import (
     wait_until_ready,
 )
 
-BENCH = REPO / "bench"
+BENCH = Path(__file__).resolve().parent
 BINDING = "Bearer bench-user"
 # A file, not "/": the index module's internal redirect would run auth_request a second time.
 PATH = "/index.html"

@@ -37,9 +37,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
 from authsvc.tools.devtoken import mint, sign_request
 from demo import nginx
 from demo.gateways import GATEWAYS
@@ -55,12 +52,16 @@ from demo.processes import (
     wait_until_answering,
     wait_until_ready,
 )
-from tests.signatures import APPROOV_TEST_IPK
-from tests.tokens import DUMMY_SECRET, OTHER_SECRET  # the dummy secret, decoded; another one
+from tests.support.signatures import APPROOV_TEST_IPK
+from tests.support.tokens import (  # the dummy secret, decoded; another one
+    DUMMY_SECRET,
+    OTHER_SECRET,
+)
 
+BENCH = Path(__file__).resolve().parent
 BINDING = "Bearer soak-user"
 TOKEN_HEADER = "Approov-Token"
-EXPECT = REPO / "bench" / "lua" / "expect.lua"
+EXPECT = BENCH / "lua" / "expect.lua"
 # What a client gets while authsvc is down, by gateway (README, "Every front door").
 DOWN_STATUS = {"nginx": 503, "envoy": 503, "caddy": 502}
 RESTART_DOWN_SECONDS = 2
@@ -293,7 +294,7 @@ def running(name: str, workdir: Path, max_signature_age: int) -> Iterator[tuple[
             backend = spawn(
                 [sys.executable, "-m", "demo.backend", "--port", str(ports.backend)],
                 log,
-                {**os.environ, "PYTHONPATH": str(REPO)},
+                {**os.environ, "PYTHONPATH": str(BENCH.parent)},
             )
         authsvc.start()
         gateway.start()

@@ -15,15 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 # prometheus_client picks its value store when first imported: set up as `authsvc serve` does.
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="authsvc-stages-")
 
@@ -37,8 +33,8 @@ from authsvc.observe.metrics import Metrics
 from authsvc.policy import BindingMode, SigningMode
 from authsvc.runtime import Runtime
 from authsvc.tools.devtoken import TEST_IPK, mint, sign_request
-from tests.asgi import answer
-from tests.tokens import DUMMY_SECRET
+from tests.support.asgi import answer
+from tests.support.tokens import DUMMY_SECRET
 
 BINDING = b"Bearer bench-user"
 ROUNDS = 20_000

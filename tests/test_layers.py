@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "observe": {"policy", "settings", "check", "store"},
     "runtime": {"policy", "settings", "check", "store"},
     "http": {"policy", "settings", "check", "store", "observe", "runtime"},
-    "tools": {"policy", "settings", "check", "store", "observe", "runtime"},
+    "tools": {"policy", "settings", "check", "observe", "runtime"},
     "cli": {"policy", "settings", "check", "store", "observe", "runtime", "http", "tools"},
 }
 TOP_LEVEL = {

@@ -21,8 +21,8 @@ from authsvc.config import Settings
 from authsvc.http.app import create_app
 from authsvc.observe.decisionlog import DecisionLog
 from authsvc.runtime import Runtime
-from tests.protocol_harness import Connection, parse_responses
-from tests.tokens import DUMMY_SECRET
+from tests.support.protocol_harness import Connection, parse_responses
+from tests.support.tokens import DUMMY_SECRET
 
 
 class FailingLog(DecisionLog):

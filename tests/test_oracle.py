@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from authsvc.check.credentials import Credentials
 from authsvc.policy import BindingMode
-from tests.tokens import DUMMY_SECRET, OTHER_SECRET, b64url, pay_for, secret_verifier
+from tests.support.tokens import DUMMY_SECRET, OTHER_SECRET, b64url, pay_for, secret_verifier
 
 NOW = time.time()
 BINDING = b"Bearer oracle"
@@ -137,6 +137,6 @@ def tokens(draw: st.DrawFn) -> Built:
 
 @settings(max_examples=1500, deadline=None)
 @given(built=tokens())
-def test_verdict_matches_the_rules(built: Built) -> None:
+def test_the_verdict_of_any_built_token_is_the_independent_oracles(built: Built) -> None:
     verdict = VERIFIER.check(Credentials((built.token,), built.binding), BindingMode.REQUIRED)
     assert verdict.reason == oracle(built), built

@@ -17,9 +17,9 @@ from authsvc.observe.decisionlog import MAX_LINE_BYTES
 from authsvc.policy import BindingMode, Reason
 from authsvc.store.keysource import KeySource
 from authsvc.tools.explain import explain
-from tests.asgi import answer, dummy_app
-from tests.signatures import ipk_token
-from tests.tokens import DUMMY_SECRET, secret_verifier, sign
+from tests.support.asgi import answer, dummy_app
+from tests.support.signatures import ipk_token
+from tests.support.tokens import DUMMY_SECRET, secret_verifier, sign
 
 VERIFIER = secret_verifier(DUMMY_SECRET)
 BASE64URL = st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/. ")

@@ -20,10 +20,10 @@ from authsvc.check.cache import CachingVerifier
 from authsvc.check.credentials import CredentialReader
 from authsvc.check.origin import ClientRequestReader
 from authsvc.check.verify import Checker
-from authsvc.http.checks import CheckEndpoint
+from authsvc.http.endpoint import CheckEndpoint
 from authsvc.observe.decisionlog import DecisionLog
 from authsvc.observe.metrics import CONTENT_TYPE, Metrics
-from authsvc.routes import CheckRoute
+from authsvc.routes import RoutePolicy
 from authsvc.runtime import Runtime
 
 Scope = dict[str, Any]
@@ -50,7 +50,9 @@ class AuthEndpoint:
     def __init__(self, checks: CheckEndpoint) -> None:
         self._checks = checks
 
-    async def __call__(self, scope: Scope, route: CheckRoute, receive: Receive, send: Send) -> None:
+    async def __call__(
+        self, scope: Scope, route: RoutePolicy, receive: Receive, send: Send
+    ) -> None:
         started = time.perf_counter()
         checks = self._checks
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")

@@ -23,7 +23,7 @@ from urllib.parse import unquote
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from authsvc.http.checks import CheckEndpoint, CheckRequest
+from authsvc.http.endpoint import CheckEndpoint, CheckRequest
 
 # How long a stopping worker keeps an idle kept-alive connection open for one last request.
 DRAIN_SECONDS = 1.0

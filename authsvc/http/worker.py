@@ -17,7 +17,7 @@ from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
-from authsvc.http.checks import CheckEndpoint
+from authsvc.http.endpoint import CheckEndpoint
 from authsvc.http.protocol import serving
 
 

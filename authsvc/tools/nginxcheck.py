@@ -205,7 +205,7 @@ class Level:
         return Finding(*self.at(), message)
 
 
-def check(
+def find_traps(
     directives: list[Directive], token_header: str, binding_headers: Sequence[str]
 ) -> list[Finding]:
     findings: list[Finding] = []

@@ -33,7 +33,7 @@ from typing import IO, Any, TypeVar, cast
 
 from authsvc.observe.decisionlog import LEGACY_BINDING_FIELD, Field
 from authsvc.policy import APPROOV_STATUSES, OTHER_STATUS, Decision
-from authsvc.routes import route_name
+from authsvc.routes import MONITOR_SUFFIX, route_name
 
 FAILURES = (Decision.MONITOR, Decision.DENY)
 DEFAULT_PREFIX_SEGMENTS = 2
@@ -249,18 +249,16 @@ class Report:
         for (route, prefix), tally in sorted(self.prefixes.items()):
             where, checks = f"{prefix} ({route})", count_words(tally.checks)
             if tally.would_refuse:
-                ((reason, _),) = tally.top_reasons(Decision.MONITOR, count=1)
-                share = percent(tally.would_refuse, tally.checks)
+                reason, share = _mostly(tally, Decision.MONITOR)
                 sentences.append(
                     f"enforcing {where} would have refused {share} of {checks} checks,"
                     f" mostly {reason}{_from_devices(tally, reason)}"
                     f"{_reported(tally, Decision.MONITOR)}"
                 )
-            elif route.endswith("-monitor"):
+            elif route.endswith(MONITOR_SUFFIX):
                 sentences.append(f"enforcing {where} would have refused none of {checks} checks")
             elif tally.refused:
-                ((reason, _),) = tally.top_reasons(Decision.DENY, count=1)
-                share = percent(tally.refused, tally.checks)
+                reason, share = _mostly(tally, Decision.DENY)
                 sentences.append(
                     f"{where} is enforced: it refused {share} of {checks} checks, mostly {reason}"
                     f"{_reported(tally, Decision.DENY)}"
@@ -280,6 +278,13 @@ class Report:
             "hours": [{"hour": h, **t.as_json()} for h, t in sorted(self.hours.items())],
             "verdicts": self.verdicts(),
         }
+
+
+def _mostly(tally: Tally, decision: Decision) -> tuple[str, str]:
+    """The commonest reason of `decision` in `tally`, and the share of its checks `decision`
+    has."""
+    ((reason, _),) = tally.top_reasons(decision, count=1)
+    return reason, percent(tally.decisions[decision], tally.checks)
 
 
 def _bounded(known: Collection[str], name: str, bound: int) -> str:

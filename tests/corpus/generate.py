@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.tokens import HS256_HEADER, OTHER_SECRET, b64url, json_bytes, pay_for, sign
+from tests.support.tokens import HS256_HEADER, OTHER_SECRET, b64url, json_bytes, pay_for, sign
 
 CASES_FILE = Path(__file__).with_name("cases.json")
 BINDING = "Bearer corpus-user"

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from tests.asgi import answer, dummy_app
 from tests.e2e.servers import Stack, exchange
-from tests.waiting import wait_until
+from tests.support.asgi import answer, dummy_app
+from tests.support.waiting import wait_until
 
 CASES: list[dict[str, Any]] = json.loads(Path(__file__).with_name("cases.json").read_text())
 LIMIT_SECONDS = 2.0
@@ -34,7 +34,9 @@ def body_of(case: dict[str, Any]) -> bytes:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
-def test_case_against_the_app(case: dict[str, Any]) -> None:
+def test_the_app_answers_each_hostile_request_with_its_expected_status_and_reason(
+    case: dict[str, Any],
+) -> None:
     got = asyncio.run(answer(APP, header_pairs(case), case["method"], body=body_of(case)))
     assert (got.status, got.reason) == (204 if case["reason"] == "ok" else 401, case["reason"])
 
@@ -73,7 +75,9 @@ def reason_logged(stack: Stack, target: str) -> str:
 @pytest.mark.e2e
 @pytest.mark.usefixtures("nginx_available")
 @pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
-def test_case_through_nginx(stack: Stack, case: dict[str, Any]) -> None:
+def test_nginx_answers_each_hostile_request_in_time_and_lets_only_allows_reach_the_backend(
+    stack: Stack, case: dict[str, Any]
+) -> None:
     before = stack.backend_requests()
     target = f"/api/corpus?case={CASES.index(case)}"
     started = time.monotonic()

@@ -17,7 +17,7 @@ import yaml
 from demo import nginx
 from tests.conftest import require
 from tests.e2e.servers import REPO_ROOT
-from tests.tokens import DUMMY_SECRET_B64
+from tests.support.tokens import DUMMY_SECRET_B64
 
 BIN = Path(sys.executable).parent
 KUBERNETES = REPO_ROOT / "deploy" / "kubernetes"

@@ -17,8 +17,8 @@ import yaml
 from demo import image
 from tests.conftest import require
 from tests.e2e.servers import send
-from tests.tokens import DUMMY_SECRET_B64, bound_token, token
-from tests.waiting import wait_until
+from tests.support.tokens import DUMMY_SECRET_B64, bound_token, token
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -38,7 +38,7 @@ def links(page: Path) -> list[str]:
     ]
 
 
-def test_slugs_are_githubs() -> None:
+def test_a_heading_anchor_is_the_slug_github_makes() -> None:
     assert slug("Message signing (RFC 9421, Approov installation signatures)") == (
         "message-signing-rfc-9421-approov-installation-signatures"
     )

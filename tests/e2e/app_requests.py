@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.tokens import bound_token
+from tests.support.tokens import bound_token
 
 AUTHORIZATION = "Bearer user-session-1"
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +26,42 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.fixture(scope="module", params=["nginx", *sorted(GATEWAYS)])
+@dataclass(frozen=True)
+class FrontDoor:
+    """A proxy authsvc ships a configuration for, as the e2e tests run it."""
+
+    available: Callable[[], None]
+    """Skips the test (fails it in CI) with an install hint where the proxy is missing."""
+    start: Callable[..., ProxiedStack]
+    """(root, **authsvc options) -> the backend and authsvc behind the shipped file."""
+    unavailable_status: int
+    """What it answers when authsvc cannot be reached: nginx and Envoy as their shipped files
+    choose (the include's map, status_on_error), Caddy as forward_auth does."""
+
+
+FRONT_DOORS = {
+    "nginx": FrontDoor(
+        lambda: require(nginx.find_nginx() is not None, nginx.INSTALL_HINT), Stack, 503
+    ),
+    "envoy": FrontDoor(
+        lambda: gateway_available("envoy"), partial(GatewayStack, GATEWAYS["envoy"]), 503
+    ),
+    "caddy": FrontDoor(
+        lambda: gateway_available("caddy"), partial(GatewayStack, GATEWAYS["caddy"]), 502
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(FRONT_DOORS))
 def gateway(request: pytest.FixtureRequest) -> str:
     """Each proxy authsvc ships a configuration for, in turn."""
     name: str = request.param
-    if name == "nginx":
-        require(nginx.find_nginx() is not None, nginx.INSTALL_HINT)
-    else:
-        gateway_available(name)
+    FRONT_DOORS[name].available()
     return name
 
 
 def start_stack(gateway: str, root: Path, **authsvc_options: Any) -> ProxiedStack:
-    if gateway == "nginx":
-        return Stack(root, **authsvc_options)
-    return GatewayStack(GATEWAYS[gateway], root, **authsvc_options)
+    return FRONT_DOORS[gateway].start(root, **authsvc_options)
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from demo.processes import (
     wait_until_answering,
     wait_until_ready,
 )
-from tests.waiting import wait_until
+from tests.support.waiting import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

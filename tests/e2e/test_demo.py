@@ -16,7 +16,7 @@ import pytest
 
 from demo.processes import free_port, spawn, stop
 from tests.e2e.servers import REPO_ROOT
-from tests.waiting import wait_until
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("nginx_available")]
 

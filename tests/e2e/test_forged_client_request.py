@@ -27,8 +27,8 @@ from demo.processes import free_port
 from tests.conftest import gateway_available, require
 from tests.e2e.servers import Authsvc, Backend, GatewayProxy, Nginx, ProxiedStack, Reply
 from tests.e2e.test_message_signing import COMPONENTS, app_request, url
-from tests.signatures import sign
-from tests.waiting import wait_until
+from tests.support.signatures import sign
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -17,16 +17,12 @@ import pytest
 from demo.gateways import GATEWAYS
 from tests.conftest import gateway_available
 from tests.e2e.app_requests import AUTHORIZATION, METHODS, approov, valid_token
-from tests.e2e.conftest import start_stack
+from tests.e2e.conftest import FRONT_DOORS, start_stack
 from tests.e2e.servers import Authsvc, GatewayStack, ProxiedStack, Stack
-from tests.tokens import OTHER_SECRET, b64url, bound_token, json_bytes, token
-from tests.waiting import wait_until
+from tests.support.tokens import OTHER_SECRET, b64url, bound_token, json_bytes, token
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
-
-# What each proxy answers when authsvc cannot be reached: nginx and Envoy as the shipped files
-# choose (the include's map, status_on_error), Caddy as forward_auth does.
-UNAVAILABLE = {"nginx": 503, "envoy": 503, "caddy": 502}
 
 
 def unsigned_token() -> str:
@@ -270,7 +266,10 @@ def test_authsvc_down_is_refused_then_allowed_again_after_restart(
         assert stack.send("GET", "/api/x", approov()).status == 200
         stack.authsvc.stop()
         before = stack.backend_requests()
-        assert stack.send("POST", "/api/x", approov(), b"data").status == UNAVAILABLE[gateway]
+        assert (
+            stack.send("POST", "/api/x", approov(), b"data").status
+            == FRONT_DOORS[gateway].unavailable_status
+        )
         assert stack.backend_requests() == before
         assert stack.send("GET", "/public/x").status == 200
         restarted = Authsvc(tmp_path, port=stack.authsvc.port).start()

@@ -12,9 +12,9 @@ import pytest
 
 from authsvc.http.protocol import HEAD_TIMEOUT_SECONDS, MAX_HEAD_BYTES
 from tests.e2e.servers import Authsvc
-from tests.protocol_harness import Response, parse_responses
-from tests.tokens import bound_token
-from tests.waiting import wait_until
+from tests.support.protocol_harness import Response, parse_responses
+from tests.support.tokens import bound_token
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from authsvc.store.keysource import MAX_KEY_DOCUMENT_BYTES, fetch_jwks, fetch_url
 from tests.e2e.servers import Authsvc
-from tests.waiting import wait_until
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

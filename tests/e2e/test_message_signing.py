@@ -1,7 +1,7 @@
 """Approov message signing through every shipped proxy: a real nginx, Envoy and Caddy, each with
 its shipped file (route `/signed/` = token and a valid `install` signature), in front of the
 real `authsvc serve` and a counting backend. Requests are signed by an independent RFC 9421
-signer (tests.signatures) with Approov's test installation key."""
+signer (tests.support.signatures) with Approov's test installation key."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from tests.conftest import require
 from tests.e2e.app_requests import AUTHORIZATION
 from tests.e2e.servers import ProxiedStack, Reply, Stack
 from tests.e2e.test_gateways import decision_for
-from tests.signatures import SDK_COMPONENTS, Request, ipk_token, request, sign
-from tests.tokens import pay_for, token
+from tests.support.signatures import SDK_COMPONENTS, Request, ipk_token, request, sign
+from tests.support.tokens import pay_for, token
 
 pytestmark = pytest.mark.e2e
 

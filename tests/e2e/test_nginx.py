@@ -22,8 +22,8 @@ from demo import nginx
 from demo.processes import free_port
 from tests.e2e.app_requests import AUTHORIZATION, METHODS, approov
 from tests.e2e.servers import Authsvc, Backend, Nginx, Stack, backend_requests, send
-from tests.tokens import OTHER_SECRET, bound_token, token
-from tests.waiting import wait_until
+from tests.support.tokens import OTHER_SECRET, bound_token, token
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("nginx_available")]
 

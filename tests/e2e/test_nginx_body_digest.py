@@ -20,7 +20,7 @@ from demo.processes import free_port
 from tests.conftest import require
 from tests.e2e.app_requests import AUTHORIZATION
 from tests.e2e.servers import REPO_ROOT, Authsvc, Backend, Nginx, ProxiedStack, Reply
-from tests.signatures import (
+from tests.support.signatures import (
     SDK_COMPONENTS,
     Request,
     ipk_token,
@@ -29,8 +29,8 @@ from tests.signatures import (
     sign_by_hand,
     signed_post,
 )
-from tests.tokens import pay_for
-from tests.waiting import wait_until
+from tests.support.tokens import pay_for
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("nginx_available")]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.servers import Stack
-from tests.signatures import ipk_token, request, sign
-from tests.tokens import bound_token, pay_for
-from tests.waiting import wait_until
+from tests.support.signatures import ipk_token, request, sign
+from tests.support.tokens import bound_token, pay_for
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("nginx_available")]
 

@@ -18,8 +18,8 @@ import pytest
 from authsvc.observe.metrics import FLUSH_SECONDS
 from demo.processes import children
 from tests.e2e.servers import Authsvc
-from tests.tokens import OTHER_SECRET, bound_token
-from tests.waiting import wait_until
+from tests.support.tokens import OTHER_SECRET, bound_token
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

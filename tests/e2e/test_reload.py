@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.servers import Client, Stack, send
-from tests.tokens import DUMMY_SECRET, OTHER_SECRET, bound_token
-from tests.waiting import wait_until
+from tests.support.tokens import DUMMY_SECRET, OTHER_SECRET, bound_token
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("nginx_available")]
 

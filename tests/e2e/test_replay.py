@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.app.test_signing_http import NGINX_CONTEXT
 from tests.conftest import require
 from tests.e2e.app_requests import AUTHORIZATION
 from tests.e2e.conftest import start_stack
@@ -27,9 +28,8 @@ from tests.e2e.servers import (
     send,
 )
 from tests.e2e.test_gateways import decision_for
-from tests.http.test_signing_http import NGINX_CONTEXT
-from tests.signatures import SDK_COMPONENTS, ipk_token, request, sign
-from tests.tokens import pay_for
+from tests.support.signatures import SDK_COMPONENTS, ipk_token, request, sign
+from tests.support.tokens import pay_for
 
 pytestmark = pytest.mark.e2e
 

@@ -10,8 +10,8 @@ import pytest
 
 from authsvc.tools.report import Report
 from authsvc.tools.reportpage import COLOURS, render
-from tests.browser import colours, console_errors, rgb, screenshot
-from tests.decision_lines import generate
+from tests.support.browser import colours, console_errors, rgb, screenshot
+from tests.support.decision_lines import generate
 
 pytestmark = pytest.mark.e2e
 
@@ -19,7 +19,9 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_PAGE = REPO / "docs" / "report-example.html"
 # What docs/report-example.html was made from (`make report-example`).
 EXAMPLE_LINES = 50_000
-EXAMPLE_TITLE = "authsvc report of a synthetic log (tests/decision_lines.py), for illustration"
+EXAMPLE_TITLE = (
+    "authsvc report of a synthetic log (tests/support/decision_lines.py), for illustration"
+)
 # A chart swatch in the legend is 12 x 12: a drawn chart has many times that of its colours.
 LEGEND_SWATCH_PIXELS = 144
 
@@ -55,5 +57,5 @@ def test_a_page_with_a_console_error_is_caught(tmp_path: Path) -> None:
 
 
 def test_the_example_page_in_the_docs_is_what_the_code_makes_today() -> None:
-    """docs/report-example.html comes from a synthetic log (tests/decision_lines.py)."""
+    """docs/report-example.html comes from a synthetic log (tests/support/decision_lines.py)."""
     assert EXAMPLE_PAGE.read_text() == render(example_report(), EXAMPLE_TITLE)

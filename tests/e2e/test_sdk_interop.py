@@ -1,7 +1,8 @@
 """Requests shaped as each Approov SDK line sends them, through a real nginx, Envoy and Caddy
 running their shipped files, in front of the real `authsvc serve` (with an account message
 signing key) and a counting backend. Signed by an independent RFC 9421 signer
-(tests.signatures: `http-message-signatures`, ECDSA for `install`, HMAC-SHA256 for `account`)."""
+(tests.support.signatures: `http-message-signatures`, ECDSA for `install`, HMAC-SHA256 for
+`account`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from tests.e2e.conftest import start_stack
 from tests.e2e.servers import ProxiedStack, Reply
 from tests.e2e.test_gateways import decision_for
 from tests.e2e.test_message_signing import CHECKS_THE_BODY, url
-from tests.signatures import (
+from tests.support.signatures import (
     APPROOV_TEST_IPK,
     SDK_COMPONENTS,
     TEST_ACCOUNT_KEY_B64URL,
@@ -24,7 +25,7 @@ from tests.signatures import (
     request,
     sign,
 )
-from tests.tokens import pay_for, token
+from tests.support.tokens import pay_for, token
 
 pytestmark = pytest.mark.e2e
 

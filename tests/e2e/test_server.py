@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.servers import Authsvc, exchange
-from tests.tokens import OTHER_SECRET, bound_token
-from tests.waiting import wait_until
+from tests.support.tokens import OTHER_SECRET, bound_token
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -152,7 +152,7 @@ def test_a_stalled_client_does_not_delay_other_requests(authsvc: Authsvc) -> Non
             conn.close()
 
 
-def test_health_endpoints(authsvc: Authsvc) -> None:
+def test_healthz_and_readyz_answer_200_once_the_server_is_ready(authsvc: Authsvc) -> None:
     assert exchange(authsvc.port, request("/healthz", [])) == 200
     assert exchange(authsvc.port, request("/readyz", [])) == 200
 

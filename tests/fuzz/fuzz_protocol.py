@@ -17,9 +17,9 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from tests.asgi import dummy_app
-    from tests.protocol_harness import Connection, Response, parse_responses, split
-    from tests.tokens import bound_token
+    from tests.support.asgi import dummy_app
+    from tests.support.protocol_harness import Connection, Response, parse_responses, split
+    from tests.support.tokens import bound_token
 
 APP = dummy_app()
 CHECK = (

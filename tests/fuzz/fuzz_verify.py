@@ -16,9 +16,9 @@ import atheris
 with atheris.instrument_imports():
     from authsvc.check.credentials import CredentialReader
     from authsvc.policy import BindingMode, Reason
-    from tests.asgi import answer, dummy_app
-    from tests.signatures import ipk_token
-    from tests.tokens import bound_token, secret_verifier
+    from tests.support.asgi import answer, dummy_app
+    from tests.support.signatures import ipk_token
+    from tests.support.tokens import bound_token, secret_verifier
 
 VERIFIER = secret_verifier()
 # The headers as the app reads them (whitespace around a value is not part of it).

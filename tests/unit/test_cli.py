@@ -23,14 +23,14 @@ from authsvc.http.server import default_workers
 from authsvc.policy import BindingMode, Reason, SigningMode
 from authsvc.runtime import Runtime
 from authsvc.tools.devtoken import parse_duration
-from tests.signatures import (
+from tests.support.signatures import (
     APPROOV_TEST_IPK,
     TEST_ACCOUNT_KEY_B64URL,
     TEST_MSKID,
     ipk_token,
     mskid_token,
 )
-from tests.tokens import (
+from tests.support.tokens import (
     DUMMY_SECRET,
     DUMMY_SECRET_B64,
     OTHER_SECRET,
@@ -222,7 +222,7 @@ def test_token_lifetime_outside_1s_to_7d_or_unparsable_is_a_usage_error(text: st
 @pytest.mark.parametrize(
     ("text", "seconds"), [("90", 90), ("30s", 30), ("5m", 300), ("2h", 7200), ("7d", 604800)]
 )
-def test_token_lifetimes(text: str, seconds: int) -> None:
+def test_a_token_lifetime_is_a_number_with_an_optional_unit(text: str, seconds: int) -> None:
     assert parse_duration(text) == seconds
 
 

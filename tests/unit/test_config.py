@@ -8,7 +8,7 @@ import pytest
 
 from authsvc.config import ConfigError, Settings, redacted_url
 from authsvc.policy import BindingMode, SigningMode
-from tests.tokens import DUMMY_SECRET, DUMMY_SECRET_B64
+from tests.support.tokens import DUMMY_SECRET, DUMMY_SECRET_B64
 
 BASE = {"APPROOV_BASE64_SECRET": DUMMY_SECRET_B64}
 
@@ -142,7 +142,7 @@ def test_token_header_cannot_also_be_a_binding_header() -> None:
         ("OFF", BindingMode.OFF),
     ],
 )
-def test_binding_mode_values(text: str, mode: BindingMode) -> None:
+def test_the_binding_mode_is_read_whatever_its_case(text: str, mode: BindingMode) -> None:
     assert Settings.from_env({**BASE, "APPROOV_TOKEN_BINDING": text}).binding_mode is mode
 
 
@@ -222,7 +222,7 @@ def test_jwks_url_over_plain_http_elsewhere_is_refused(url: str, says: str) -> N
         ("required", SigningMode.REQUIRED),
     ],
 )
-def test_message_signing_modes(text: str, mode: SigningMode) -> None:
+def test_the_signing_mode_is_read_whatever_its_case(text: str, mode: SigningMode) -> None:
     assert Settings.from_env({**BASE, "APPROOV_MESSAGE_SIGNING": text}).signing_mode is mode
 
 

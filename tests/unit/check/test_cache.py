@@ -8,7 +8,7 @@ from authsvc.check.cache import CachingVerifier
 from authsvc.check.credentials import Credentials
 from authsvc.check.verify import Verdict, Verifier
 from authsvc.policy import BindingMode, Decision, Reason
-from tests.tokens import OTHER_SECRET, bound_token, secret_keys, token
+from tests.support.tokens import OTHER_SECRET, bound_token, secret_keys, token
 
 BINDING = b"Bearer abc"
 NOW = 1_800_000_000.0

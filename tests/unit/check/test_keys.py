@@ -23,7 +23,7 @@ from authsvc.config import MIN_SECRET_BYTES, ConfigError, Settings
 from authsvc.policy import BindingMode, Reason
 from authsvc.runtime import Runtime
 from authsvc.store.keysource import KeySource, load_account_signing_key, load_keys
-from tests.tokens import DUMMY_SECRET, DUMMY_SECRET_B64, OTHER_SECRET, b64url, sign, token
+from tests.support.tokens import DUMMY_SECRET, DUMMY_SECRET_B64, OTHER_SECRET, b64url, sign, token
 
 # --- RFC 7515 appendix A vectors -------------------------------------------------------------
 

@@ -17,9 +17,9 @@ from authsvc.check.signing import MessageSignatures
 from authsvc.check.verify import Verdict
 from authsvc.policy import BindingMode, Reason, SigningMode
 from authsvc.tools import explain
-from tests.signatures import TEST_ACCOUNT_KEY, ipk_token, mskid_token, request, signed_post
-from tests.signatures import sign as sign_message
-from tests.tokens import OTHER_SECRET, bound_token, secret_verifier, sign, token
+from tests.support.signatures import TEST_ACCOUNT_KEY, ipk_token, mskid_token, request, signed_post
+from tests.support.signatures import sign as sign_message
+from tests.support.tokens import OTHER_SECRET, bound_token, secret_verifier, sign, token
 
 VERIFIER = secret_verifier()
 SIGNATURES = MessageSignatures(

@@ -1,5 +1,5 @@
 """Message signing rules (authsvc.check.signing), pure: a token verdict and the client's request in,
-a verdict out. Requests are signed by an independent RFC 9421 signer (tests.signatures)."""
+a verdict out. Requests are signed by an independent RFC 9421 signer (tests.support.signatures)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from authsvc.check.signing import (
 )
 from authsvc.check.verify import Verdict
 from authsvc.policy import BindingMode, Decision, Reason, SigningMode
-from tests.signatures import (
+from tests.support.signatures import (
     APPROOV_TEST_IPK,
     APPROOV_TEST_SECRET,
     APPROOV_TEST_TOKEN,
@@ -43,7 +43,7 @@ from tests.signatures import (
     sign_by_hand,
     signed_post,
 )
-from tests.tokens import DUMMY_SECRET, secret_verifier, token
+from tests.support.tokens import DUMMY_SECRET, secret_verifier, token
 
 NOW = time.time()
 POST_COMPONENTS = (*SDK_COMPONENTS, "authorization", "content-type", "content-length")

@@ -11,7 +11,7 @@ import pytest
 from authsvc.check.credentials import Credentials
 from authsvc.check.verify import MAX_TOKEN_BYTES, Verdict, Verifier
 from authsvc.policy import BindingMode, Decision, Reason
-from tests.tokens import (
+from tests.support.tokens import (
     DUMMY_SECRET,
     HS256_HEADER,
     OTHER_SECRET,

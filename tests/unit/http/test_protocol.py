@@ -19,11 +19,11 @@ from authsvc.http.protocol import MAX_HEAD_BYTES
 from authsvc.observe.decisionlog import DecisionLog
 from authsvc.policy import BindingMode
 from authsvc.runtime import Runtime
-from tests.asgi import dummy_app
-from tests.http.test_signing_http import NGINX_CONTEXT
-from tests.protocol_harness import Connection, Response, parse_responses, split
-from tests.signatures import ipk_token, request, sign, signed_post
-from tests.tokens import DUMMY_SECRET, bound_token, pay_for
+from tests.app.test_signing_http import NGINX_CONTEXT
+from tests.support.asgi import dummy_app
+from tests.support.protocol_harness import Connection, Response, parse_responses, split
+from tests.support.signatures import ipk_token, request, sign, signed_post
+from tests.support.tokens import DUMMY_SECRET, bound_token, pay_for
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from uvicorn.server import ServerState
 
 from authsvc.http import protocol
 from authsvc.http.protocol import CheckProtocol
-from tests.asgi import dummy_app
-from tests.protocol_harness import MemoryTransport
+from tests.support.asgi import dummy_app
+from tests.support.protocol_harness import MemoryTransport
 
 OWN_NAMES = {
     node.name

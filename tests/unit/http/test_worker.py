@@ -1,4 +1,4 @@
-"""The worker's stopping state, which /readyz reports (tests/http: test_readyz_turns_503_...)."""
+"""The worker's stopping state, which /readyz reports (tests/app: test_readyz_turns_503_...)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from authsvc.store.replay import (
     replay_store,
 )
 from demo.processes import free_port
-from tests.tokens import DUMMY_SECRET
+from tests.support.tokens import DUMMY_SECRET
 
 
 def test_memory_accepts_a_key_once_until_its_time_is_up() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from authsvc.cli import main
-from authsvc.tools.nginxcheck import ConfigFiles, check, nginx_dump
+from authsvc.tools.nginxcheck import ConfigFiles, find_traps, nginx_dump
 from demo import nginx
 
 PORTS = nginx.Ports(8080, 8002, 8081)
@@ -36,7 +36,9 @@ def findings(
     token_header: str = "Approov-Token",  # noqa: S107 - a header's name
     binding: tuple[str, ...] = ("Authorization",),
 ) -> list[str]:
-    return [str(f) for f in check(ConfigFiles.from_path(main_file).parse(), token_header, binding)]
+    return [
+        str(f) for f in find_traps(ConfigFiles.from_path(main_file).parse(), token_header, binding)
+    ]
 
 
 def line_of(path: Path, text: str) -> int:
@@ -324,5 +326,5 @@ def test_the_running_nginx_t_dump_of_the_shipped_config_is_clean(tmp_path: Path)
     dump = subprocess.run(
         nginx.command(tmp_path, "-T"), capture_output=True, text=True, check=True, timeout=30
     ).stdout
-    assert check(ConfigFiles.from_dump(dump).parse(), "Approov-Token", ["Authorization"]) == []
+    assert find_traps(ConfigFiles.from_dump(dump).parse(), "Approov-Token", ["Authorization"]) == []
     assert ConfigFiles.from_dump(dump).main == str(main_file)

@@ -31,7 +31,7 @@ from authsvc.tools.report import (
     text,
 )
 from authsvc.tools.reportpage import render
-from tests.decision_lines import Logged, generate
+from tests.support.decision_lines import Logged, generate
 
 LINES = 20_000
 

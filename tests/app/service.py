@@ -18,8 +18,8 @@ from authsvc.observe.decisionlog import DecisionLog
 from authsvc.observe.metrics import Metrics
 from authsvc.runtime import Runtime
 from authsvc.store.replay import ReplayStore
-from tests.asgi import Answer, answer
-from tests.tokens import DUMMY_SECRET
+from tests.support.asgi import Answer, answer
+from tests.support.tokens import DUMMY_SECRET
 
 AUTHORIZATION = "Bearer abc"
 
@@ -61,7 +61,7 @@ class Service:
         return self.client.simulate_request(method, path, headers=sent)
 
     def check(self, headers: list[tuple[bytes, bytes]], **options: Any) -> Answer:
-        """A check with exactly these header bytes (tests.asgi.answer's options)."""
+        """A check with exactly these header bytes (tests.support.asgi.answer's options)."""
         return asyncio.run(answer(self.app, headers, **options))
 
     def lines(self) -> list[dict[str, Any]]:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.http.service import Service
+from tests.app.service import Service
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Synthetic decision logs for `authsvc report`: written by authsvc's own DecisionLog, so they
 are the lines authsvc writes, with a record of what each line says for an independent count.
 
-`python -m tests.decision_lines LINES` writes such a log to stdout (`make report-example`).
+`python -m tests.support.decision_lines LINES` writes such a log to stdout (`make report-example`).
 
 A rollout as an operator would see it: /api/v1 monitored (an old app version without binding
 on three devices), /login enforced (some clients send no token), /signed monitored (apps that

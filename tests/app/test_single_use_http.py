@@ -11,9 +11,9 @@ import pytest
 
 from authsvc.policy import BindingMode, SigningMode
 from authsvc.store.replay import MemoryReplayStore, StoreUnavailable
-from tests.http.service import Service
-from tests.http.test_signing_http import NGINX_CONTEXT
-from tests.signatures import Request, request, sign
+from tests.app.service import Service
+from tests.app.test_signing_http import NGINX_CONTEXT
+from tests.support.signatures import Request, request, sign
 
 ROUTE = "/auth-signing-single-use"
 

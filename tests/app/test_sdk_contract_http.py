@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 from authsvc.policy import BindingMode, SigningMode
-from tests.http.service import AUTHORIZATION, Service
-from tests.http.test_signing_http import NGINX_CONTEXT
-from tests.signatures import TEST_ACCOUNT_KEY, mskid_token, request, sign
-from tests.tokens import bound_token
+from tests.app.service import AUTHORIZATION, Service
+from tests.app.test_signing_http import NGINX_CONTEXT
+from tests.support.signatures import TEST_ACCOUNT_KEY, mskid_token, request, sign
+from tests.support.tokens import bound_token
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 

@@ -37,7 +37,7 @@ from authsvc.observe.trace import (
     w3c_trace_id,
 )
 from authsvc.policy import BindingMode, Decision, Reason, SigningMode, approov_status
-from authsvc.routes import CheckRoute, parse_route
+from authsvc.routes import RoutePolicy, parse_route
 from authsvc.store.replay import ReplayStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ class CheckEndpoint:
         self._vary = b"vary: %s\r\n" % ", ".join(credentials.names).encode("ascii")
         self._verdict_heads = VerdictMemo(self._verdict_head)
         # The routes without a client's path: a few dozen names at most, each parsed once.
-        self._routes: dict[str, CheckRoute] = {}
+        self._routes: dict[str, RoutePolicy] = {}
 
     def request(self, method: str, raw_path: bytes, query: bytes, headers: Headers) -> CheckRequest:
         """A check request as parsed, with the last copy of each header this endpoint reads
@@ -167,7 +167,7 @@ class CheckEndpoint:
         context = {name: value for name, value in headers if name in names}
         return CheckRequest(method, raw_path, query, headers, context)
 
-    def route(self, path: str) -> CheckRoute | None:
+    def route(self, path: str) -> RoutePolicy | None:
         """The policy `path` names, or None if it is not a check route."""
         known = self._routes.get(path)
         if known is not None:
@@ -178,12 +178,12 @@ class CheckEndpoint:
         return route
 
     @overload
-    def decide(self, route: CheckRoute, request: CheckRequest) -> Decided | None: ...
+    def decide(self, route: RoutePolicy, request: CheckRequest) -> Decided | None: ...
     @overload
-    def decide(self, route: CheckRoute, request: CheckRequest, body: bytes) -> Decided: ...
+    def decide(self, route: RoutePolicy, request: CheckRequest, body: bytes) -> Decided: ...
 
     def decide(
-        self, route: CheckRoute, request: CheckRequest, body: bytes | None = None
+        self, route: RoutePolicy, request: CheckRequest, body: bytes | None = None
     ) -> Decided | None:
         """The verdict, and the type of the exception that made it an internal error. None when
         a signature is due over a body the request announced and `body` is None: decide again
@@ -208,7 +208,7 @@ class CheckEndpoint:
             return Verdict(Reason.INTERNAL_ERROR, Decision.DENY), type(exc).__name__
         return verdict, None
 
-    async def claimed(self, verdict: Verdict, route: CheckRoute) -> Decided:
+    async def claimed(self, verdict: Verdict, route: RoutePolicy) -> Decided:
         """A single-use signature's verdict once claimed in the replay store: as it was the
         first time, `message_replayed` after; `replay_store_unavailable` (a deny) when the
         store could not say. Only an allowed signature is claimed: a refused one is not used."""
@@ -237,7 +237,7 @@ class CheckEndpoint:
             return Verdict(Reason.INTERNAL_ERROR, Decision.DENY), type(exc).__name__
         return verdict, None
 
-    def answer(self, verdict: Verdict, route: CheckRoute, request: CheckRequest) -> Answer:
+    def answer(self, verdict: Verdict, route: RoutePolicy, request: CheckRequest) -> Answer:
         """The status and headers for `verdict`; nothing here may turn it into an error."""
         # Envoy's ext_authz (Istio, Envoy Gateway) allows on 200 alone: a 204 would reach the
         # client as an empty success. Its checks carry the client's path, or its own header.
@@ -305,7 +305,7 @@ class CheckEndpoint:
     def record(
         self,
         verdict: Verdict,
-        route: CheckRoute,
+        route: RoutePolicy,
         request: CheckRequest,
         started: float,
         error: str | None,

@@ -11,7 +11,7 @@ from authsvc.config import Settings
 from authsvc.http.app import AsgiApp, AuthService, Message, create_app
 from authsvc.observe.decisionlog import DecisionLog
 from authsvc.runtime import Runtime
-from tests.tokens import DUMMY_SECRET
+from tests.support.tokens import DUMMY_SECRET
 
 
 def dummy_app(log: TextIO | None = None) -> AuthService:

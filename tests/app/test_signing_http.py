@@ -11,9 +11,9 @@ import pytest
 import authsvc.http.app
 from authsvc.http.app import MAX_FORWARDED_BODY_BYTES
 from authsvc.policy import BindingMode, SigningMode
-from tests.http.service import Service
-from tests.signatures import Request, request, sign, signed_post
-from tests.tokens import OTHER_SECRET, token
+from tests.app.service import Service
+from tests.support.signatures import Request, request, sign, signed_post
+from tests.support.tokens import OTHER_SECRET, token
 
 URL = "https://api.example.com/v1/shapes?colour=red"
 # What the nginx include sends authsvc of the client's request.

@@ -16,13 +16,13 @@ from authsvc.check.credentials import Credentials
 from authsvc.check.verify import Verdict, Verifier
 from authsvc.config import Settings
 from authsvc.http.app import create_app
-from authsvc.http.checks import CheckEndpoint
+from authsvc.http.endpoint import CheckEndpoint
 from authsvc.observe.decisionlog import DecisionLog
 from authsvc.observe.metrics import Metrics
 from authsvc.policy import BindingMode
 from authsvc.runtime import Runtime
-from tests.http.service import AUTHORIZATION, Service
-from tests.tokens import (
+from tests.app.service import AUTHORIZATION, Service
+from tests.support.tokens import (
     DUMMY_SECRET,
     DUMMY_SECRET_B64,
     HS256_HEADER,

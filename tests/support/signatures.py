@@ -22,7 +22,7 @@ from http_message_signatures import HTTPMessageSigner, algorithms
 from http_message_signatures.resolvers import MappingKeyResolver
 
 from authsvc.check.message import ClientRequest
-from tests.tokens import token
+from tests.support.tokens import token
 
 # Approov's test installation key (EC P-256): the private key as SEC1 DER, `ipk` as SPKI DER.
 APPROOV_TEST_PRIVATE_KEY = (

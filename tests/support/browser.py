@@ -1,7 +1,7 @@
 """Debian's headless chromium for the pages the project renders: a screenshot, what the page
 logged to the console, and the colours of the screenshot's pixels (no image library needed).
 
-`python -m tests.browser PAGE PNG` writes PAGE's screenshot to PNG (`make report-example`).
+`python -m tests.support.browser PAGE PNG` writes PAGE's screenshot to PNG (`make report-example`).
 """
 
 from __future__ import annotations
