@@ -14,10 +14,12 @@ Begin = Callable[[str, object], None]
 
 
 class Refused(Exception):
-    """The first failing rule of a check: its reason is the verdict's."""
+    """The first failing rule of a check: its reason is the verdict's. Raised on every denial
+    (a flood of forged tokens raises one each), so it is kept to its reason."""
 
-    def __init__(self, reason: Reason) -> None:
-        super().__init__(reason.value)
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: Reason) -> None:  # no super().__init__: args are not read
         self.reason = reason
 
 

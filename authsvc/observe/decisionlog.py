@@ -58,7 +58,20 @@ class Field(StrEnum):
 
 LEGACY_BINDING_FIELD = "policy"
 """What authsvc 0.1.0 named the binding field, for `authsvc report` on older logs."""
-_ERROR = f', "{Field.ERROR}": '
+
+
+def _key(field: Field) -> str:
+    """`"name": `, written once: formatting an enum member costs 0.3 µs each time."""
+    return f'"{field.value}": '
+
+
+_TIME, _METHOD, _URI, _REQUEST_ID = map(
+    _key, (Field.TIME, Field.METHOD, Field.URI, Field.REQUEST_ID)
+)
+_APPROOV_STATUS, _APPROOV_TRACE_ID, _TRACE_ID, _LATENCY_MS = map(
+    _key, (Field.APPROOV_STATUS, Field.APPROOV_TRACE_ID, Field.TRACE_ID, Field.LATENCY_MS)
+)
+_ERROR = ", " + _key(Field.ERROR)
 # What may be shortened to fit, longest first; the rest is short by construction.
 _CUTTABLE = (Field.URI, Field.METHOD, Field.REQUEST_ID, Field.DID, Field.KEY, Field.ERROR)
 
@@ -164,11 +177,11 @@ class DecisionLog:
         if head is None:
             head = self._heads[key] = _head(*key)
         line = (
-            f'{{"{Field.TIME}": "{self._timestamps.format(self._clock())}", {head}'
-            f"{_text(Field.METHOD, method)}{_text(Field.URI, uri)}"
-            f"{_text(Field.REQUEST_ID, request_id)}{_text(Field.APPROOV_STATUS, approov_status)}"
-            f"{_text(Field.APPROOV_TRACE_ID, approov_trace_id)}{_text(Field.TRACE_ID, trace_id)}"
-            f'"{Field.LATENCY_MS}": {round(latency_ms, 3)!r}{self._tails(verdict)}'
+            f'{{{_TIME}"{self._timestamps.format(self._clock())}", {head}'
+            f"{_text(_METHOD, method)}{_text(_URI, uri)}"
+            f"{_text(_REQUEST_ID, request_id)}{_text(_APPROOV_STATUS, approov_status)}"
+            f"{_text(_APPROOV_TRACE_ID, approov_trace_id)}{_text(_TRACE_ID, trace_id)}"
+            f"{_LATENCY_MS}{round(latency_ms, 3)!r}{self._tails(verdict)}"
             f"{'' if error is None else _ERROR + encode_basestring_ascii(error)}}}\n"
         )
         if len(line) >= MAX_LINE_BYTES:  # rare: long request values, cut by the general path
@@ -206,8 +219,8 @@ class DecisionLog:
         self._write("".join(chunk))
 
 
-def _text(name: str, value: str | None) -> str:
-    return "" if value is None else f'"{name}": {encode_basestring_ascii(value)}, '
+def _text(key: str, value: str | None) -> str:
+    return "" if value is None else f"{key}{encode_basestring_ascii(value)}, "
 
 
 def _head(decision: Decision, reason: Reason, binding: str, signing: str, monitored: bool) -> str:
