@@ -41,8 +41,8 @@ STAGES = (
     ("decision line", re.compile(r"authsvc/observe/decisionlog\.py")),
     ("metrics", re.compile(r"authsvc/observe/metrics\.py|prometheus_client/")),
     ("credentials", re.compile(r"authsvc/check/credentials\.py")),
-    ("verify + cache", re.compile(r"authsvc/check/(verify|cache|jose|keys)\.py|/jwt/")),
-    ("signing", re.compile(r"authsvc/check/(origin|signing)\.py")),
+    ("verify + cache", re.compile(r"authsvc/check/(verify|cache|jose|keys|rules)\.py|/jwt/")),
+    ("signing", re.compile(r"authsvc/check/(origin|signing|message)\.py")),
     ("answer (authsvc HTTP)", re.compile(r"authsvc/http/")),
     ("uvicorn protocol + ASGI", re.compile(r"uvicorn/|asyncio/(?!runners)")),
 )
