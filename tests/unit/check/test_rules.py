@@ -4,6 +4,7 @@ reason: so what `authsvc explain` renders of them cannot disagree with a check."
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -121,3 +122,22 @@ def test_the_signature_rules_report_each_step_and_only_the_last_fails(case: str)
 
 def test_explain_puts_every_signature_rule_into_words() -> None:
     assert set(explain._SIGNATURE_STEP) == set(signing.RULES)
+
+
+FAILURE_WORDS = ("REJECTED", "NOT allowed", "not verified", "MISSING", "MISMATCH")
+
+
+@pytest.mark.parametrize("case", sorted(name for name in TOKENS if name != "duplicated"))
+def test_explain_shows_the_failing_rule_failed_on_its_own_line(case: str) -> None:
+    tokens, refused_by = TOKENS[case]
+    presented = tokens()
+    explanation = explain.explain(
+        presented[0].decode() if presented else "",
+        binding="Bearer abc",
+        mode=BindingMode.REQUIRED,
+        verifier=VERIFIER,
+        keys=VERIFIER.keys.current,
+        now=time.time(),
+    )
+    failed = [label for label, text in explanation.lines if any(w in text for w in FAILURE_WORDS)]
+    assert failed == ([] if refused_by is None else [refused_by]), explanation.render()
