@@ -1,7 +1,8 @@
 """What a running authsvc is made of, loaded once from the environment: settings, keys, verifier.
 
-`load` is the one place settings and keys are read (the CLI at start-up, the server on HUP);
-the app is built from the Runtime it returns and reads nothing itself.
+Settings are read by `Settings.from_env` alone, keys by `Runtime.from_settings` alone (the
+CLI calls both at start-up, `load` does both for the server on HUP); the app is built from the
+Runtime and reads nothing itself.
 """
 
 from __future__ import annotations

@@ -534,7 +534,7 @@ def test_readyz_is_503_without_a_key() -> None:
 # --- the decision log -------------------------------------------------------------------------
 
 
-def test_one_json_line_per_decision_with_nginx_context(service: Service) -> None:
+def test_each_decision_is_one_json_line_with_the_nginx_context(service: Service) -> None:
     tok = valid()
     service.auth(
         tok,

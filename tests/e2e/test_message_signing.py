@@ -191,7 +191,9 @@ def test_a_forged_scheme_is_not_believed(stack: ProxiedStack) -> None:
     refused(stack, reply, before, "message_signature_mismatch", "/signed/scheme")
 
 
-def test_a_tampered_body_under_a_valid_signature(stack: ProxiedStack, gateway: str) -> None:
+def test_a_body_changed_under_a_valid_signature_is_refused_only_where_the_body_is_sent(
+    stack: ProxiedStack, gateway: str
+) -> None:
     """The body changed after signing, its signed digest kept: refused where the shipped file
     sends authsvc the body (Envoy); elsewhere it reaches the backend, as the README says, and
     the backend must check the digest itself."""

@@ -147,7 +147,9 @@ def test_an_account_signed_request_changed_after_signing_is_refused(
     refused(stack, reply, before, sent_to, "message_signature_mismatch")
 
 
-def test_an_account_signed_body_changed_after_signing(stack: ProxiedStack, gateway: str) -> None:
+def test_an_account_signed_body_changed_is_refused_only_where_the_body_is_sent(
+    stack: ProxiedStack, gateway: str
+) -> None:
     """Refused where the shipped file sends authsvc the body (Envoy); elsewhere the body is
     not checked (docs/message-signing.md) and it reaches the backend."""
     target = "/signed/account-tampered"
