@@ -86,7 +86,7 @@ def main() -> int:
             )
             + "\n"
         )
-        extra = ["-s", str(BENCH / "lua" / "rotate.lua"), "--", str(tokens)]
+        extra = ["-s", str(BENCH / "lua" / "rotate.lua"), "--", str(tokens), "/auth"]
     else:
         wrong = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
         extra = ["-H", f"Approov-Token: {token if args.token == 'hit' else wrong}"]
