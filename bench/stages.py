@@ -71,7 +71,9 @@ def main() -> None:
         (b"approov-token", token.encode()),
         (b"authorization", BINDING),
     ]
-    reader = CredentialReader(settings.token_header, settings.binding_headers)
+    reader = CredentialReader(
+        settings.token_header, settings.binding_headers, settings.token_prefix
+    )
     credentials = reader.read(headers)
     uncached = Verifier(runtime.keys)
     cached = runtime.verifier
@@ -161,7 +163,7 @@ def signing_stages(
     reader = ClientRequestReader(None)
     client_request = reader.read(headers, method="GET", client_target=None, body=None)
     verdict = runtime.verifier.check(
-        CredentialReader(DEFAULT_TOKEN_HEADER, ("Authorization",)).read(headers),
+        CredentialReader(DEFAULT_TOKEN_HEADER, ("Authorization",), "").read(headers),
         BindingMode.REQUIRED,
     )
     signatures = runtime.signatures

@@ -34,7 +34,7 @@ class CredentialReader:
     __slots__ = ("_binding_names", "_prefix", "_wanted", "names", "token_name")
 
     def __init__(
-        self, token_header: str, binding_headers: Sequence[str], token_prefix: str = ""
+        self, token_header: str, binding_headers: Sequence[str], token_prefix: str
     ) -> None:
         self.names = (token_header, *binding_headers)
         """The headers read, as configured: an answer that may be cached varies by them."""

@@ -4,13 +4,16 @@ begins, with what it read, and so tells which rule failed without a rule of its 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from authsvc.policy import Reason
 
-Begin = Callable[[str, object], None]
-"""Told a rule's name, and what it reads (or None), as the rule begins."""
+
+class Begin(Protocol):
+    """Told a rule's name as the rule begins, with what it read when explain shows that."""
+
+    def __call__(self, rule: str, detail: object = None) -> None: ...
 
 
 class Refused(Exception):
@@ -31,10 +34,11 @@ class Step:
     reason: Reason | None
     """None: the rule passed; else the reason it refused the check with."""
     detail: object = None
-    """What the rule read: a signature's parameters, the signature base, ..."""
+    """What the rule read, where explain shows it: the binding mode, a signature's label,
+    parameters, covered components and base."""
 
 
-def unheard(rule: str, detail: object) -> None:
+def unheard(rule: str, detail: object = None) -> None:
     """What a check's rules tell when nothing listens: nothing."""
 
 
@@ -45,7 +49,7 @@ class Trail:
     def __init__(self) -> None:
         self._begun: list[tuple[str, object]] = []
 
-    def begin(self, rule: str, detail: object) -> None:
+    def begin(self, rule: str, detail: object = None) -> None:
         self._begun.append((rule, detail))
 
     def steps(self, outcome: Reason) -> tuple[Step, ...]:

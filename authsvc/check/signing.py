@@ -171,7 +171,7 @@ class MessageSignatures:
         if claims is None or not self.applies(verdict, mode):  # `is None` again for mypy
             return verdict
         try:
-            begin("key", None)
+            begin("key")
             scheme, key = self._scheme(claims)
             if scheme is None:
                 if mode in (SigningMode.REQUIRED, SigningMode.SINGLE_USE):
@@ -229,7 +229,7 @@ class MessageSignatures:
         signature = _labelled_signature(message.fields, scheme)
         begin("parameters", signature.parameters)
         self._check_parameters(signature.parameters, scheme.algorithm)
-        begin("coverage", signature.components)
+        begin("coverage")
         self._check_coverage(signature.components, message.fields)
         begin("base", signature.components)
         base = _signature_base(signature.components, signature.params_text, message)
@@ -237,7 +237,7 @@ class MessageSignatures:
         if not scheme.verifies(key, signature.value, base):
             raise Refused(Reason.MESSAGE_SIGNATURE_MISMATCH)
         if message.body is not None:
-            begin("digest", None)
+            begin("digest")
             _check_body_digest(message.body, message.fields)
         return signature
 

@@ -155,10 +155,10 @@ class Verifier:
         try:
             token = self._token(credentials, begin)
             keys = self.keys.current  # one key set for the whole check, even if a refresh lands
-            begin("keys", keys)
+            begin("keys")
             if not keys.keys:
                 raise Refused(Reason.KEYS_UNAVAILABLE)
-            begin("structure", None)
+            begin("structure")
             try:
                 parsed = parse_compact_jws(token)
             except Malformed:
@@ -177,7 +177,7 @@ class Verifier:
     @staticmethod
     def _token(credentials: Credentials, begin: Begin) -> bytes:
         """The one token presented, within its size."""
-        begin("token", None)
+        begin("token")
         tokens = credentials.tokens
         if len(tokens) > 1:
             raise Refused(Reason.TOKEN_DUPLICATED)
@@ -186,7 +186,7 @@ class Verifier:
         if credentials.unprefixed:
             raise Refused(Reason.TOKEN_MALFORMED)
         token = tokens[0]
-        begin("size", len(token))
+        begin("size")
         if len(token) > MAX_TOKEN_BYTES:
             raise Refused(Reason.TOKEN_TOO_LONG)
         return token
@@ -199,19 +199,19 @@ class Verifier:
         """
         header = parsed.header
         algorithm = header.get("alg")
-        begin("algorithm", keys.algorithms)
+        begin("algorithm")
         if not isinstance(algorithm, str) or algorithm not in keys.algorithms:
             raise Refused(Reason.ALG_NOT_ALLOWED)
-        begin("header", None)
+        begin("header")
         try:
             check_header(header)
         except Malformed:
             raise Refused(Reason.TOKEN_MALFORMED) from None
-        begin("kid", header.get("kid"))
+        begin("kid")
         candidates = keys.candidates(algorithm, header.get("kid"))
         if candidates is None:
             raise Refused(Reason.KID_UNKNOWN)
-        begin("signature", None)
+        begin("signature")
         implementation = self._algorithms[algorithm]
         for key in candidates:
             if implementation.verify(parsed.signing_input, key.material, parsed.signature):
@@ -219,7 +219,7 @@ class Verifier:
         raise Refused(Reason.SIGNATURE_INVALID)
 
     def _check_claims(self, claims: Mapping[str, Any], begin: Begin) -> None:
-        begin("claims", None)
+        begin("claims")
         exp = claims.get("exp")
         nbf = claims.get("nbf", 0)
         if not (is_timestamp(exp) and is_timestamp(nbf)):
@@ -229,10 +229,10 @@ class Verifier:
         if self._audience is not None and not _audience_matches(claims.get("aud"), self._audience):
             raise Refused(Reason.CLAIMS_INVALID)
         now = self.clock()
-        begin("exp", now)
+        begin("exp")
         if exp <= now - self.leeway_seconds:
             raise Refused(Reason.EXPIRED)
-        begin("nbf", now)
+        begin("nbf")
         if nbf > now + self.leeway_seconds:
             raise Refused(Reason.NOT_YET_VALID)
 

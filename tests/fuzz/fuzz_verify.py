@@ -22,7 +22,7 @@ with atheris.instrument_imports():
 
 VERIFIER = secret_verifier()
 # The headers as the app reads them (whitespace around a value is not part of it).
-READER = CredentialReader("Approov-Token", ("Authorization",))
+READER = CredentialReader("Approov-Token", ("Authorization",), "")
 APP = dummy_app()
 MODES = list(BindingMode)
 SEED = bound_token(b"Bearer fuzz", ttl=86400).encode()  # a day: a long fuzzing run

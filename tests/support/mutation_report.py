@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mutmut.stats import status_by_exit_code
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 EQUIVALENTS = REPO / "mutation-equivalents.txt"
 TARGET = 0.95
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from authsvc.check.credentials import CredentialReader, Credentials
 
-READER = CredentialReader("Approov-Token", ["Authorization"])
-TWO_HEADERS = CredentialReader("Approov-Token", ["Authorization", "X-Session"])
+READER = CredentialReader("Approov-Token", ["Authorization"], "")
+TWO_HEADERS = CredentialReader("Approov-Token", ["Authorization", "X-Session"], "")
 
 
 def test_token_and_binding_are_read_as_raw_bytes() -> None:
@@ -41,5 +41,5 @@ def test_binding_header_twice_with_different_values_is_a_conflict() -> None:
 
 
 def test_configured_header_names_match_case_insensitively() -> None:
-    reader = CredentialReader("APPROOV-TOKEN", ["AUTHORIZATION"])
+    reader = CredentialReader("APPROOV-TOKEN", ["AUTHORIZATION"], "")
     assert reader.read([(b"approov-token", b"t"), (b"authorization", b"a")]).binding_value == b"a"

@@ -21,6 +21,7 @@ from authsvc.check.credentials import Credentials
 from authsvc.check.message import ClientRequest
 from authsvc.check.signing import (
     MAX_SIGNATURE_FIELD_BYTES,
+    REPLAY_KEY_PREFIX,
     MessageSignatures,
     ecdsa_p256_verifies,
     load_ipk,
@@ -1002,3 +1003,50 @@ def test_a_refused_signature_makes_no_claim() -> None:
 def test_single_use_needs_a_key_as_required_does() -> None:
     verdict = check(request(token_value=token()), SigningMode.SINGLE_USE)
     assert verdict.reason is Reason.IPK_MISSING
+
+
+@pytest.mark.parametrize("signed", [signed_get, account_get], ids=["install", "account"])
+def test_the_replay_key_is_the_sha256_of_the_label_and_the_low_s_signature(
+    signed: Any,
+) -> None:
+    """The key the replica fleet shares: written here independently of the code under test."""
+    message = signed()
+    label = message.headers["Signature"].split("=", 1)[0]
+    raw = raw_signature(message)
+    if label == "install":
+        order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+        s = int.from_bytes(raw[32:])
+        raw = raw[:32] + min(s, order - s).to_bytes(32)
+    digest = hashlib.sha256(label.encode() + b"|" + raw).hexdigest()
+    verdict = single_use(message) if label == "account" else install_single_use(message)
+    assert verdict.replay is not None
+    assert verdict.replay[0] == REPLAY_KEY_PREFIX + digest
+
+
+def install_single_use(message: Request) -> Verdict:
+    return check(message, SigningMode.SINGLE_USE)
+
+
+def test_a_claim_of_a_signature_about_to_lapse_is_kept_a_millisecond_at_least() -> None:
+    """Accepted in its last moment (it lapses within the next millisecond): kept 1 ms, never
+    0, which the store would read as "keep forever" or refuse."""
+    message = sign(request(token_value=mskid_token()), created=NOW, label="account", lifetime=1)
+    lapsing = NOW - NOW % 1 + 1 - 0.0001  # 0.1 ms before `expires` (created + 1 s)
+    verdict = account_check(message, SigningMode.SINGLE_USE, clock=lambda: lapsing)
+    assert (verdict.reason, verdict.replay is not None) == (Reason.OK, True)
+    assert verdict.replay is not None
+    assert verdict.replay[1] == 1
+
+
+def test_a_signature_refused_after_its_claim_was_made_carries_no_claim() -> None:
+    """`refused` is also how a replayed signature is refused once the store said so."""
+    claimed = dataclasses.replace(single_use(account_get()), replay=("authsvc:replay:x", 1000))
+    refused = signatures().refused(claimed, Reason.MESSAGE_REPLAYED)
+    assert (refused.reason, refused.replay) == (Reason.MESSAGE_REPLAYED, None)
+
+
+@pytest.mark.parametrize("ipk", [["not", "a", "string"], {"k": 1}, 7])
+def test_an_ipk_that_is_not_a_string_is_invalid_whatever_it_is(ipk: object) -> None:
+    """A list or an object cannot even be looked up in the cache of parsed keys."""
+    message = sign(request(token_value=token(ipk=ipk)), created=NOW)
+    assert check(message).reason is Reason.IPK_INVALID
