@@ -1018,13 +1018,9 @@ def test_the_replay_key_is_the_sha256_of_the_label_and_the_low_s_signature(
         s = int.from_bytes(raw[32:])
         raw = raw[:32] + min(s, order - s).to_bytes(32)
     digest = hashlib.sha256(label.encode() + b"|" + raw).hexdigest()
-    verdict = single_use(message) if label == "account" else install_single_use(message)
+    verdict = single_use(message)
     assert verdict.replay is not None
     assert verdict.replay[0] == REPLAY_KEY_PREFIX + digest
-
-
-def install_single_use(message: Request) -> Verdict:
-    return check(message, SigningMode.SINGLE_USE)
 
 
 def test_a_claim_of_a_signature_about_to_lapse_is_kept_a_millisecond_at_least() -> None:
