@@ -22,6 +22,7 @@ from authsvc.config import (
     ConfigError,
     Settings,
     decode_account_key,
+    parse_grpc_bind,
     parse_header_list,
     parse_header_name,
     redacted_url,
@@ -113,6 +114,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve_cmd.add_argument(
         "--bind", default=DEFAULT_BIND, help="HOST:PORT or unix:PATH (default: %(default)s)"
+    )
+    serve_cmd.add_argument(
+        "--grpc-bind",
+        type=_setting(parse_grpc_bind),
+        metavar="HOST:PORT",
+        help="also answer Envoy's gRPC ext_authz (and grpc.health.v1) there, in every worker"
+        " (default: APPROOV_GRPC_BIND; unset: HTTP only)",
     )
     serve_cmd.add_argument(
         "--workers",
@@ -303,6 +311,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         access_log=args.access_log,
         log_level=args.log_level,
         metrics_dir=args.metrics_dir,
+        grpc_bind=args.grpc_bind or settings.grpc_bind,
     )
     serve(runtime, options)
     return 0

@@ -43,6 +43,7 @@ _TRAILING_SPACE_KEPT = frozenset({"APPROOV_TOKEN_PREFIX"})
 
 # RFC 9110 token characters: what a header field name may be made of.
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_GRPC_HOST = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+")
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 
@@ -102,6 +103,8 @@ class Settings:
     """Where single-use signatures are remembered: a redis://, rediss:// or unix:// URL, or
     `memory`; None: single-use routes deny."""
     replay_store_timeout_ms: int = 50
+    grpc_bind: str | None = None
+    """HOST:PORT where every worker also answers Envoy's gRPC ext_authz; None: HTTP only."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -194,6 +197,7 @@ class Settings:
             f"issuer={self.issuer or '-'}",
             f"audience={self.audience or '-'}",
             f"logging={'on' if self.logging_enabled else 'off'}",
+            f"grpc={self.grpc_bind or 'off'}",
         ]
         return "ok: " + " ".join(parts)
 
@@ -400,6 +404,17 @@ def _not_a_base_url(raw: str) -> ValueError:
     )
 
 
+def parse_grpc_bind(raw: str) -> str:
+    """HOST:PORT, HOST an IPv4 address, a name or a bracketed IPv6 address; no port 0: every
+    worker listens on the same port (SO_REUSEPORT), an ephemeral one would differ per worker."""
+    host, _, port = raw.rpartition(":")
+    if not _GRPC_HOST.fullmatch(host) or not port.isascii() or not port.isdigit():
+        raise ValueError(f"{raw!r} is not HOST:PORT (e.g. 127.0.0.1:8003 or [::1]:8003)")
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"{raw!r}: the port must be from 1 to 65535")
+    return raw
+
+
 def _parse_allow_status(raw: str) -> int:
     if raw not in {"200", "204"}:
         raise ValueError(f"{raw!r} is not 200 or 204")
@@ -456,4 +471,5 @@ _FROM_ENV: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
     ("APPROOV_TOKEN_PREFIX", "token_prefix", _parse_token_prefix),
     ("APPROOV_REPLAY_STORE", "replay_store", _parse_replay_store),
     ("APPROOV_REPLAY_STORE_TIMEOUT_MS", "replay_store_timeout_ms", _whole_number(1, 10_000)),
+    ("APPROOV_GRPC_BIND", "grpc_bind", parse_grpc_bind),
 )

@@ -75,6 +75,9 @@ class Reason(StrEnum):
     REPLAY_STORE_UNAVAILABLE = "replay_store_unavailable"
     """The replay store is not configured, down, slow or refused: nothing could be decided."""
     KEYS_UNAVAILABLE = "keys_unavailable"
+    ROUTE_UNKNOWN = "route_unknown"
+    """The proxy named a check policy outside the route grammar (Envoy gRPC's `approov-route`):
+    its configuration, not the app."""
     INTERNAL_ERROR = "internal_error"
 
     @property
@@ -101,6 +104,7 @@ _BINDING_FAILURES = frozenset(
 _ALWAYS_DENIED = frozenset(
     {
         Reason.KEYS_UNAVAILABLE,
+        Reason.ROUTE_UNKNOWN,
         Reason.INTERNAL_ERROR,
         Reason.MESSAGE_TARGET_UNKNOWN,
         Reason.REPLAY_STORE_UNAVAILABLE,

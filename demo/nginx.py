@@ -59,6 +59,8 @@ class Ports:
     nginx: int = 8080
     authsvc: int = 8002
     backend: int = 8081
+    authsvc_grpc: int = 8003
+    """authsvc's gRPC ext_authz (`--grpc-bind`), for the proxies that speak it."""
 
 
 def with_auth_cache(text: str) -> str:

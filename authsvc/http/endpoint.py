@@ -269,16 +269,8 @@ class CheckEndpoint:
     def _verdict_head(verdict: Verdict) -> bytes:
         """The headers that depend on the verdict alone (once per cached verdict)."""
         head = b"x-approov-reason: %s\r\n" % verdict.reason.value.encode()
-        claims = verdict.claims
-        if verdict.decision is not Decision.ALLOW or claims is None:
-            # Denied, or allowed only by monitor mode: nothing trusted to cache or forward. Every
-            # allow carries the device id header, empty when nothing trusted holds one: Envoy,
-            # Istio and Traefik replace a client-sent copy only with a header the answer carries.
-            return head + b"x-approov-did: \r\n" if verdict.allowed else head
-        did = claims.get("did")
-        did_value = did.encode() if isinstance(did, str) and did.isascii() else b""
-        safe = did_value if _SAFE_HEADER_VALUE.fullmatch(did_value) else b""
-        return head + b"x-approov-did: %s\r\n" % safe
+        did = forwarded_device_id(verdict)
+        return head if did is None else head + b"x-approov-did: %s\r\n" % did
 
     def _cacheable(self, claims: Mapping[str, Any]) -> bytes:
         # A cached allow must never outlive the token, nor serve another token or binding.
@@ -318,10 +310,11 @@ class CheckEndpoint:
             status = self._approov_status(context)
             self._metrics.record(verdict, elapsed, status)
             if self._log is not None:
-                method = _first(context, _ORIGINAL_METHOD_HEADERS) or request.method.encode()
-                uri = _first(context, _ORIGINAL_URI_HEADERS) or (
-                    request.appended_target() if route.appended else request.raw_path
-                )
+                if route.appended:  # Envoy: the check's method and target are the client's
+                    method, uri = request.method.encode(), request.appended_target()
+                else:
+                    method = _first(context, _ORIGINAL_METHOD_HEADERS) or request.method.encode()
+                    uri = _first(context, _ORIGINAL_URI_HEADERS) or request.raw_path
                 self._log.record(
                     verdict,
                     binding=route.binding.value,
@@ -348,6 +341,22 @@ class CheckEndpoint:
                 return approov_status(reported)
         token = context.get(self._reader.token_name)
         return None if token is None else self._reader.fetch_status(token)
+
+
+def forwarded_device_id(verdict: Verdict) -> bytes | None:
+    """The `X-Approov-Did` an allow sets on the request to the backend; None for a deny.
+
+    Every allow carries it, empty when nothing trusted holds one (a token without `did`, or one
+    allowed only by monitor mode): Envoy, Istio and Traefik replace a client-sent copy only with
+    a header the answer carries."""
+    if not verdict.allowed:
+        return None
+    claims = verdict.claims
+    if verdict.decision is not Decision.ALLOW or claims is None:
+        return b""
+    did = claims.get("did")
+    did_value = did.encode() if isinstance(did, str) and did.isascii() else b""
+    return did_value if _SAFE_HEADER_VALUE.fullmatch(did_value) else b""
 
 
 _REPLAY_REFUSALS = {

@@ -75,6 +75,8 @@ class ServeOptions:
     log_level: str = "info"
     metrics_dir: Path | None = None
     """Where workers keep their Prometheus values; a private temporary directory if None."""
+    grpc_bind: str | None = None
+    """HOST:PORT for Envoy's gRPC ext_authz, in every worker; None: HTTP only."""
 
     def gunicorn(self) -> dict[str, Any]:
         return {
@@ -107,8 +109,11 @@ class AuthServer(BaseApplication):  # type: ignore[misc]
     keep the previous configuration.
     """
 
-    def __init__(self, runtime: Runtime, options: Mapping[str, Any]) -> None:
+    def __init__(
+        self, runtime: Runtime, options: Mapping[str, Any], grpc_bind: str | None = None
+    ) -> None:
         self._runtime = runtime
+        self._grpc_bind = grpc_bind
         self._app: AuthService
         self._worker_state = WorkerState()
         self._options = {
@@ -143,7 +148,7 @@ class AuthServer(BaseApplication):  # type: ignore[misc]
     def _worker_ready(self, worker: AuthWorker) -> None:
         """gunicorn's post_worker_init hook, in the worker once `load` has run there."""
         self._worker_state.attach(worker)
-        worker.serve(self._app.checks)
+        worker.serve(self._app.checks, self._grpc_bind)
 
 
 def _forget_worker_metrics(server: Any, worker: Any) -> None:
@@ -172,6 +177,8 @@ def serve(runtime: Runtime, options: ServeOptions) -> None:
     log_authsvc_modules(logging.getLogger("authsvc"), options.log_level, sys.stderr)
     started = logging.getLogger(__name__)
     started.info("starting %d workers: %s", options.workers, runtime.settings.summary())
+    if options.grpc_bind is not None:
+        started.info("gRPC ext_authz (and grpc.health.v1) on %s in every worker", options.grpc_bind)
     if runtime.settings.replay_store == REPLAY_STORE_MEMORY:
         started.warning(
             "APPROOV_REPLAY_STORE=memory: each of the %d workers, and each replica, accepts a"
@@ -180,7 +187,7 @@ def serve(runtime: Runtime, options: ServeOptions) -> None:
         )
     master = os.getpid()
     try:
-        AuthServer(runtime, options.gunicorn()).run()
+        AuthServer(runtime, options.gunicorn(), options.grpc_bind).run()
     finally:
         # Workers are forked inside run() and leave through here too: only the master cleans.
         if private and os.getpid() == master:

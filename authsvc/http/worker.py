@@ -17,6 +17,7 @@ from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
+from authsvc.http import extauthz
 from authsvc.http.endpoint import CheckEndpoint
 from authsvc.http.protocol import serving
 
@@ -41,13 +42,16 @@ class AuthWorker(UvicornWorker):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         # Off unless --access-log: the decision line already logs every check.
         self.config.access_log = bool(self.cfg.accesslog)
-        self._server: Server | None = None
-        self._serving_checks = False
+        self._server: _FlushingServer | None = None
+        self._checks: CheckEndpoint | None = None
+        self._grpc_bind: str | None = None
 
-    def serve(self, checks: CheckEndpoint) -> None:
-        """Answer checks with `checks` (AuthServer calls it once the app is loaded)."""
+    def serve(self, checks: CheckEndpoint, grpc_bind: str | None = None) -> None:
+        """Answer checks with `checks` (AuthServer calls it once the app is loaded), over HTTP
+        and, with `grpc_bind`, as Envoy's gRPC ext_authz too."""
         self.config.http = serving(checks)
-        self._serving_checks = True
+        self._checks = checks
+        self._grpc_bind = grpc_bind
 
     @property
     def stopping(self) -> bool:
@@ -55,11 +59,18 @@ class AuthWorker(UvicornWorker):  # type: ignore[misc]
         return not self.alive or (self._server is not None and self._server.should_exit)
 
     async def _serve(self) -> None:
-        if not self._serving_checks:  # a fast path silently off would double a check's cost
+        if self._checks is None:  # a fast path silently off would double a check's cost
             self.log.error("no check endpoint was handed to this worker: not serving")
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
         self.config.app = self.wsgi
         self._server = _FlushingServer(config=self.config)
+        if self._grpc_bind is not None:
+            try:
+                self._server.grpc = await extauthz.start(self._checks, self._grpc_bind)
+            except RuntimeError as error:  # the address is taken, or not one of this host
+                self.log.error("gRPC cannot listen on %s: %s", self._grpc_bind, error)
+                sys.exit(Arbiter.WORKER_BOOT_ERROR)
+            self._server.grpc_grace = self.cfg.graceful_timeout
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGQUIT, self._quit_now)
         # By default SIGHUP would end a worker at once (`pkill -HUP authsvc` reaches workers
@@ -79,13 +90,22 @@ class AuthWorker(UvicornWorker):  # type: ignore[misc]
 
 
 class _FlushingServer(Server):
-    """uvicorn's server, writing the app's pending decision lines once its connections are done:
-    after a graceful stop uvicorn raises the stop signal again, which ends the process before
-    anything after `serve` runs."""
+    """uvicorn's server, stopping the gRPC server beside it and writing the app's pending
+    decision lines once its connections are done: after a graceful stop uvicorn raises the stop
+    signal again, which ends the process before anything after `serve` runs."""
+
+    grpc: extauthz.GrpcServer | None = None
+    grpc_grace: float = 0
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         try:
-            await super().shutdown(sockets)
+            await asyncio.gather(super().shutdown(sockets), self._stop_grpc())
         finally:
             app: Any = self.config.app
             app.flush()
+
+    async def _stop_grpc(self) -> None:
+        """Health says NOT_SERVING, then checks in flight finish (within the graceful timeout)
+        while Envoy is told to go elsewhere (HTTP/2 GOAWAY)."""
+        if self.grpc is not None:
+            await self.grpc.stop(0 if self.force_exit else self.grpc_grace)

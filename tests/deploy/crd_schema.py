@@ -35,11 +35,28 @@ def make_strict(schema: dict[str, Any]) -> None:
             make_strict(child)
 
 
+def as_draft7(schema: dict[str, Any]) -> None:
+    """OpenAPI 3.0's boolean `exclusiveMaximum`/`exclusiveMinimum` (beside `maximum`/`minimum`)
+    as draft 7's numbers (Contour's CRDs use them)."""
+    for exclusive, bound in (("exclusiveMaximum", "maximum"), ("exclusiveMinimum", "minimum")):
+        if isinstance(schema.get(exclusive), bool):
+            if schema.pop(exclusive):
+                schema[exclusive] = schema.pop(bound)
+    for value in schema.values():
+        if isinstance(value, dict):
+            as_draft7(value)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict):
+                    as_draft7(item)
+
+
 def from_crd(crd: dict[str, Any], version: str, source: str) -> dict[str, Any]:
     spec = crd["spec"]
     (served,) = (v for v in spec["versions"] if v["name"] == version)
     schema: dict[str, Any] = served["schema"]["openAPIV3Schema"]
     make_strict(schema)
+    as_draft7(schema)
     schema["properties"]["apiVersion"] = {"const": f"{spec['group']}/{version}"}
     schema["properties"]["kind"] = {"const": spec["names"]["kind"]}
     schema["properties"].setdefault("metadata", {"type": "object"})  # some CRDs leave it out

@@ -32,6 +32,8 @@ CUSTOM_RESOURCES = {
     "SecurityPolicy",
     "ClientTrafficPolicy",
     "AuthorizationPolicy",
+    "ExtensionService",
+    "HTTPProxy",
 }
 ISTIOD_VALUES = KUBERNETES / "examples" / "istio-mesh-config.yaml"
 
@@ -183,6 +185,9 @@ def test_istiod_values_validate_against_the_extension_provider_schema(tmp_path: 
         ("envoy-gateway.yaml", "SecurityPolicy", ("spec", "extAuth", "http", "pathPrefix")),
         ("istio.yaml", "AuthorizationPolicy", ("spec", "providers")),
         ("traefik-forwardauth.yaml", "Middleware", ("spec", "forwardAuth", "authResponseHeader")),
+        ("envoy-gateway-grpc.yaml", "SecurityPolicy", ("spec", "extAuth", "grpc", "path")),
+        ("contour-grpc.yaml", "HTTPProxy", ("spec", "virtualhost", "authorization", "context")),
+        ("contour-grpc.yaml", "ExtensionService", ("spec", "timeoutPolicy", "responseTimeout")),
     ],
 )
 def test_vendored_schemas_refuse_a_misspelt_field(
@@ -219,10 +224,54 @@ def test_envoy_based_examples_forward_the_device_id_and_hide_the_reason() -> Non
         assert {"approov-token", "authorization"} <= set(ext_auth["headersToExtAuth"])
         assert (ext_auth["failOpen"], ext_auth["statusOnError"]) == (False, 503)
     for provider in load(ISTIOD_VALUES)["meshConfig"]["extensionProviders"]:
+        if "envoyExtAuthzGrpc" in provider:  # authsvc's gRPC answer sets the headers itself
+            grpc = provider["envoyExtAuthzGrpc"]
+            assert (grpc["port"], grpc["failOpen"], grpc["statusOnError"]) == (8003, False, "503")
+            continue
         http = provider["envoyExtAuthzHttp"]
         assert http["headersToUpstreamOnAllow"] == ["x-approov-did"]
         assert http["headersToDownstreamOnDeny"] == ["www-authenticate"]
         assert (http["failOpen"], http["statusOnError"]) == (False, "503")
+
+
+ROUTE_GRAMMAR = re.compile(
+    r"/auth(-binding-(required|if-present|off))?(-signing-(required|if-present|off|single-use))?"
+    r"(-monitor)?"
+)
+
+
+def _approov_routes(node: Any) -> Iterator[str]:
+    """Every `approov-route` value in a document: a context map's key, or Envoy Gateway's list."""
+    if isinstance(node, dict):
+        if node.get("name") == "approov-route":
+            yield node["value"]
+        for key, value in node.items():
+            if key == "approov-route":
+                yield value
+            else:
+                yield from _approov_routes(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _approov_routes(item)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        REPO_ROOT / "envoy" / "envoy-grpc.yaml",
+        KUBERNETES / "examples" / "contour-grpc.yaml",
+        KUBERNETES / "examples" / "envoy-gateway-grpc.yaml",
+    ],
+    ids=lambda path: path.name,
+)
+def test_grpc_examples_name_a_check_path_of_the_grammar_per_route_at_authsvcs_grpc_port(
+    path: Path,
+) -> None:
+    """A value outside the grammar would deny every check of its route (`route_unknown`)."""
+    routes = [route for doc in documents(path) for route in _approov_routes(doc)]
+    assert len(routes) >= 4, routes
+    assert [route for route in routes if not ROUTE_GRAMMAR.fullmatch(route)] == []
+    assert "8003" in path.read_text()
 
 
 def test_kustomization_lists_every_manifest_but_the_secret_example() -> None:

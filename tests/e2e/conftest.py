@@ -37,18 +37,28 @@ class FrontDoor:
     unavailable_status: int
     """What it answers when authsvc cannot be reached: nginx and Envoy as their shipped files
     choose (the include's map, status_on_error), Caddy as forward_auth does."""
+    checks_the_body: bool
+    """Its shipped file has authsvc check a signed body against its Content-Digest before the
+    backend sees it (Envoy forwards the body; nginx's auth_request, Caddy's forward_auth never
+    send it)."""
+
+
+def _gateway(name: str, unavailable_status: int, checks_the_body: bool) -> FrontDoor:
+    return FrontDoor(
+        partial(gateway_available, name),
+        partial(GatewayStack, GATEWAYS[name]),
+        unavailable_status,
+        checks_the_body,
+    )
 
 
 FRONT_DOORS = {
     "nginx": FrontDoor(
-        lambda: require(nginx.find_nginx() is not None, nginx.INSTALL_HINT), Stack, 503
+        lambda: require(nginx.find_nginx() is not None, nginx.INSTALL_HINT), Stack, 503, False
     ),
-    "envoy": FrontDoor(
-        lambda: gateway_available("envoy"), partial(GatewayStack, GATEWAYS["envoy"]), 503
-    ),
-    "caddy": FrontDoor(
-        lambda: gateway_available("caddy"), partial(GatewayStack, GATEWAYS["caddy"]), 502
-    ),
+    "envoy": _gateway("envoy", 503, checks_the_body=True),
+    "envoy-grpc": _gateway("envoy-grpc", 503, checks_the_body=True),
+    "caddy": _gateway("caddy", 502, checks_the_body=False),
 }
 
 

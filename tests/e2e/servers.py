@@ -424,11 +424,19 @@ class Stack(ProxiedStack):
 
 
 class GatewayStack(ProxiedStack):
-    """backend + authsvc (shipped defaults) + Envoy or Caddy with its shipped file."""
+    """backend + authsvc (shipped defaults, and its gRPC port for a proxy that speaks it) +
+    Envoy or Caddy with its shipped file."""
 
     def __init__(self, gateway: Gateway, root: Path, **authsvc_options: Any) -> None:
+        grpc_port = free_port()
+        if gateway.speaks_grpc:
+            authsvc_options["extra_args"] = (
+                *authsvc_options.get("extra_args", ()),
+                "--grpc-bind",
+                f"127.0.0.1:{grpc_port}",
+            )
         backend, authsvc = Backend(root), Authsvc(root, **authsvc_options)
-        ports = nginx.Ports(free_port(), authsvc.port, backend.port)
+        ports = nginx.Ports(free_port(), authsvc.port, backend.port, grpc_port)
         super().__init__(
             backend, authsvc, GatewayProxy(gateway, root / gateway.name, ports), ports.nginx
         )

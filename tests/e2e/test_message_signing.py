@@ -16,17 +16,13 @@ import pytest
 
 from tests.conftest import require
 from tests.e2e.app_requests import AUTHORIZATION
+from tests.e2e.conftest import FRONT_DOORS
 from tests.e2e.servers import ProxiedStack, Reply, Stack
 from tests.e2e.test_gateways import decision_for
 from tests.support.signatures import SDK_COMPONENTS, Request, ipk_token, request, sign
 from tests.support.tokens import pay_for, token
 
 pytestmark = pytest.mark.e2e
-
-# Where the shipped configuration has authsvc check the body against its signed Content-Digest
-# before the backend sees it (docs/message-signing.md): Envoy forwards the body
-# (`with_request_body`); nginx's auth_request and Caddy's forward_auth never send it.
-CHECKS_THE_BODY = {"nginx": False, "envoy": True, "caddy": False}
 
 
 # The SDK covers Authorization when the request has one.
@@ -150,12 +146,14 @@ def test_a_changed_request_is_refused_before_the_backend(
 
 
 # What the client's forged headers below meet: nginx passes a client's X-Forwarded-Uri and
-# -Method on, which then disagree with its own X-Original-*; Caddy and Envoy replace or drop
-# every one of them, so the replayed signature simply does not fit.
+# -Method on, which then disagree with its own X-Original-*, as Envoy's gRPC check hands every
+# client header over beside the client's own method and path; Caddy and Envoy over HTTP replace
+# or drop every one of them, so the replayed signature simply does not fit.
 FORGED_HEADERS_REFUSED_AS = {
     "nginx": "message_target_unknown",
     "caddy": "message_signature_mismatch",
     "envoy": "message_signature_mismatch",
+    "envoy-grpc": "message_target_unknown",
 }
 
 
@@ -204,7 +202,7 @@ def test_a_body_changed_under_a_valid_signature_is_refused_only_where_the_body_i
     signed.body = b'{"amount": 9}'  # same length, so only the digest can tell
     before = stack.backend_requests()
     reply = deliver(stack, signed)
-    if CHECKS_THE_BODY[gateway]:
+    if FRONT_DOORS[gateway].checks_the_body:
         refused(stack, reply, before, "content_digest_mismatch", "/signed/tampered")
     else:
         assert reply.status == 200
@@ -289,6 +287,7 @@ ANOTHER_HOST_REFUSED_AS = {
     "nginx": "message_target_unknown",
     "caddy": "message_signature_mismatch",
     "envoy": "message_signature_mismatch",
+    "envoy-grpc": "message_signature_mismatch",
 }
 
 

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from tests.e2e.app_requests import AUTHORIZATION
-from tests.e2e.conftest import start_stack
+from tests.e2e.conftest import FRONT_DOORS, start_stack
 from tests.e2e.servers import ProxiedStack, Reply
 from tests.e2e.test_gateways import decision_for
-from tests.e2e.test_message_signing import CHECKS_THE_BODY, url
+from tests.e2e.test_message_signing import url
 from tests.support.signatures import (
     APPROOV_TEST_IPK,
     SDK_COMPONENTS,
@@ -157,7 +157,7 @@ def test_an_account_signed_body_changed_is_refused_only_where_the_body_is_sent(
     message.body = b'{"amount": 9}'
     before = stack.backend_requests()
     reply = send(stack, message)
-    if CHECKS_THE_BODY[gateway]:
+    if FRONT_DOORS[gateway].checks_the_body:
         refused(stack, reply, before, target, "content_digest_mismatch")
     else:
         assert reply.status == 200
