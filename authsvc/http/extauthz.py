@@ -122,7 +122,7 @@ class ExtAuthz(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[mi
             return self._routes[path]
         route = self._checks.route(path)
         if route is None or route.appended:
-            log.error(
+            log.warning(
                 "Envoy's %s %r is not a check path (%s): its checks are denied as %s",
                 ROUTE_KEY,
                 path,

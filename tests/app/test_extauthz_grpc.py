@@ -205,13 +205,12 @@ def test_the_clients_path_never_changes_the_policy() -> None:
     assert denied_reason(response) == "binding_missing"
 
 
-@pytest.mark.internal_error
 @pytest.mark.parametrize("route", ["/authz", "auth", "", "/auth/x", "/auth-binding-never"])
 def test_an_approov_route_outside_the_grammar_is_denied_as_route_unknown_and_logged_once(
     route: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     service = GrpcService()
-    with caplog.at_level(logging.ERROR, logger="authsvc.http.extauthz"):
+    with caplog.at_level(logging.WARNING, logger="authsvc.http.extauthz"):
         for _ in range(2):
             assert denied_reason(service.grpc(approov(valid_token()), route=route)) == (
                 "route_unknown"

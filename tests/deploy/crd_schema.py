@@ -39,9 +39,8 @@ def as_draft7(schema: dict[str, Any]) -> None:
     """OpenAPI 3.0's boolean `exclusiveMaximum`/`exclusiveMinimum` (beside `maximum`/`minimum`)
     as draft 7's numbers (Contour's CRDs use them)."""
     for exclusive, bound in (("exclusiveMaximum", "maximum"), ("exclusiveMinimum", "minimum")):
-        if isinstance(schema.get(exclusive), bool):
-            if schema.pop(exclusive):
-                schema[exclusive] = schema.pop(bound)
+        if isinstance(schema.get(exclusive), bool) and schema.pop(exclusive):
+            schema[exclusive] = schema.pop(bound)
     for value in schema.values():
         if isinstance(value, dict):
             as_draft7(value)

@@ -345,7 +345,9 @@ def test_traefik_example_forwards_the_token_and_binding_headers() -> None:
     [
         REPO_ROOT / "nginx" / "example.conf",
         REPO_ROOT / "envoy" / "envoy.yaml",
+        REPO_ROOT / "envoy" / "envoy-grpc.yaml",
         REPO_ROOT / "caddy" / "Caddyfile",
+        REPO_ROOT / "haproxy" / "haproxy.cfg",
         *sorted((KUBERNETES / "examples").glob("*.yaml")),
     ],
     ids=lambda path: path.name,

@@ -59,6 +59,7 @@ FRONT_DOORS = {
     "envoy": _gateway("envoy", 503, checks_the_body=True),
     "envoy-grpc": _gateway("envoy-grpc", 503, checks_the_body=True),
     "caddy": _gateway("caddy", 502, checks_the_body=False),
+    "haproxy": _gateway("haproxy", 503, checks_the_body=False),
 }
 
 

@@ -429,11 +429,13 @@ class GatewayStack(ProxiedStack):
 
     def __init__(self, gateway: Gateway, root: Path, **authsvc_options: Any) -> None:
         grpc_port = free_port()
-        if gateway.speaks_grpc:
+        self.grpc_address = f"127.0.0.1:{grpc_port}" if gateway.speaks_grpc else None
+        """Where authsvc answers gRPC ext_authz, for a proxy that speaks it."""
+        if self.grpc_address is not None:
             authsvc_options["extra_args"] = (
                 *authsvc_options.get("extra_args", ()),
                 "--grpc-bind",
-                f"127.0.0.1:{grpc_port}",
+                self.grpc_address,
             )
         backend, authsvc = Backend(root), Authsvc(root, **authsvc_options)
         ports = nginx.Ports(free_port(), authsvc.port, backend.port, grpc_port)

@@ -154,6 +154,7 @@ FORGED_HEADERS_REFUSED_AS = {
     "caddy": "message_signature_mismatch",
     "envoy": "message_signature_mismatch",
     "envoy-grpc": "message_target_unknown",
+    "haproxy": "message_signature_mismatch",
 }
 
 
@@ -283,11 +284,13 @@ def send_absolute_form(
 
 # A proxy routes an absolute-form request by its request line's authority; nginx alone also
 # forwards the Host header it did not route by, and authsvc refuses the two disagreeing.
-ANOTHER_HOST_REFUSED_AS = {
+# HAProxy refuses the request itself (400) when its Host is not the request line's authority.
+ANOTHER_HOST_REFUSED_AS: dict[str, str | None] = {
     "nginx": "message_target_unknown",
     "caddy": "message_signature_mismatch",
     "envoy": "message_signature_mismatch",
     "envoy-grpc": "message_signature_mismatch",
+    "haproxy": None,
 }
 
 
@@ -302,7 +305,11 @@ def test_a_request_signed_for_one_host_is_refused_when_the_request_line_names_an
     headers = {**dict(signed.headers.items()), "Host": f"127.0.0.1:{stack.port}"}
     before = stack.backend_requests()
     reply = send_absolute_form(stack, f"a.example:{stack.port}", "/signed/vhost", headers)
-    refused(stack, reply, before, ANOTHER_HOST_REFUSED_AS[gateway], "/signed/vhost")
+    reason = ANOTHER_HOST_REFUSED_AS[gateway]
+    if reason is None:
+        assert (reply.status, stack.backend_requests()) == (400, before)
+    else:
+        refused(stack, reply, before, reason, "/signed/vhost")
 
 
 @pytest.mark.parametrize("gateway", ["nginx"], indirect=True)

@@ -1,0 +1,116 @@
+"""What only the gRPC door does, with the real binaries: Envoy 1.40 running envoy/envoy-grpc.yaml
+in front of `authsvc serve --grpc-bind`, and authsvc's gRPC port called directly. (Everything
+the doors share runs through it in test_gateways.py and test_message_signing.py.)"""
+
+from __future__ import annotations
+
+import http.client
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2, external_auth_pb2_grpc
+from google.rpc import code_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from authsvc.http.extauthz import ROUTE_KEY, SERVICE_NAME
+from tests.e2e.app_requests import AUTHORIZATION, valid_token
+from tests.e2e.conftest import FRONT_DOORS, start_stack
+from tests.e2e.servers import GatewayStack, ProxiedStack, Reply
+from tests.e2e.test_gateways import decision_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def grpc_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayStack]:
+    FRONT_DOORS["envoy-grpc"].available()
+    running = start_stack("envoy-grpc", tmp_path_factory.mktemp("envoy-grpc"))
+    assert isinstance(running, GatewayStack)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def channel(grpc_stack: GatewayStack) -> Iterator[grpc.Channel]:
+    assert grpc_stack.grpc_address is not None
+    with grpc.insecure_channel(grpc_stack.grpc_address) as opened:
+        yield opened
+
+
+def send_raw(stack: ProxiedStack, path: str, headers: list[tuple[str, str]]) -> Reply:
+    """A request with exactly these header lines, repeated names kept."""
+    connection = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=5)
+    try:
+        connection.putrequest("GET", path)
+        for name, value in headers:
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        return Reply(response.status, dict(response.getheaders()), response.read())
+    finally:
+        connection.close()
+
+
+def test_a_token_sent_twice_reaches_authsvc_as_two_copies_and_is_refused_as_duplicated(
+    grpc_stack: ProxiedStack,
+) -> None:
+    """envoy-grpc.yaml's encode_raw_headers: every copy, not one value joined by a comma."""
+    token = valid_token()
+    before = grpc_stack.backend_requests()
+    reply = send_raw(
+        grpc_stack,
+        "/api/twice",
+        [("Approov-Token", token), ("Approov-Token", token), ("Authorization", AUTHORIZATION)],
+    )
+    assert (reply.status, grpc_stack.backend_requests()) == (401, before)
+    assert decision_for(grpc_stack, "/api/twice")["reason"] == "token_duplicated"
+
+
+@pytest.mark.parametrize("service", ["", SERVICE_NAME])
+def test_the_standard_health_service_says_serving(channel: grpc.Channel, service: str) -> None:
+    health: Any = health_pb2_grpc.HealthStub(channel)  # its stubs lack the generated methods
+    answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def check(channel: grpc.Channel, route: str | None, headers: dict[str, str]) -> Any:
+    http = attribute_context_pb2.AttributeContext.HttpRequest(
+        method="GET", path="/api/direct", host="api.example.test", scheme="https", headers=headers
+    )
+    attributes = attribute_context_pb2.AttributeContext(
+        request=attribute_context_pb2.AttributeContext.Request(http=http),
+        context_extensions={} if route is None else {ROUTE_KEY: route},
+    )
+    stub = external_auth_pb2_grpc.AuthorizationStub(channel)
+    return stub.Check(external_auth_pb2.CheckRequest(attributes=attributes), timeout=5)
+
+
+def test_a_check_called_directly_is_answered_with_the_routes_policy(channel: grpc.Channel) -> None:
+    token_only = {"approov-token": valid_token()}
+    assert check(channel, "/auth-binding-off", token_only).status.code == code_pb2.OK
+    refused = check(channel, None, token_only)
+    assert refused.status.code == code_pb2.PERMISSION_DENIED
+    assert refused.denied_response.status.code == 401
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"approov-token": ""}, {"approov-token": "\x7f" * 70_000}, {":path": "x", "": ""}],
+    ids=["none", "empty", "huge", "odd-names"],
+)
+def test_nothing_a_client_sends_makes_a_grpc_error(
+    channel: grpc.Channel, headers: dict[str, str]
+) -> None:
+    assert check(channel, "/auth", headers).denied_response.status.code == 401
+
+
+def test_an_unknown_approov_route_is_refused_as_route_unknown(
+    grpc_stack: ProxiedStack, channel: grpc.Channel
+) -> None:
+    """A configuration error: denied (never an allow, never a gRPC error) and logged."""
+    answer = check(channel, "/auth-binding-never", {"approov-token": valid_token()})
+    reasons = {h.header.key: h.header.value for h in answer.denied_response.headers}
+    assert reasons == {"x-approov-reason": "route_unknown"}
+    assert "is not a check path" in grpc_stack.authsvc.log_text()
