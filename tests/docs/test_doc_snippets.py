@@ -22,7 +22,8 @@ DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 SHIPPED = {
     "nginx": sorted((REPO / "nginx").rglob("*.conf")),
     "caddyfile": [REPO / "caddy" / "Caddyfile"],
-    "yaml": [REPO / "envoy" / "envoy.yaml", *sorted((REPO / "deploy").rglob("*.yaml"))],
+    "yaml": [*sorted((REPO / "envoy").glob("*.yaml")), *sorted((REPO / "deploy").rglob("*.yaml"))],
+    "haproxy": [REPO / "haproxy" / "haproxy.cfg"],
 }
 _BLOCK = re.compile(r"^```(?P<language>\w+)\n(?P<text>.*?)^```$", re.MULTILINE | re.DOTALL)
 
