@@ -26,7 +26,7 @@ from pathlib import Path
 from authsvc.config import DEFAULT_TOKEN_HEADER, PUBLIC_DUMMY_SECRET_B64
 from authsvc.tools.devtoken import TEST_IPK, mint, sign_request
 from demo import nginx
-from demo.gateways import ENVOY
+from demo.gateways import ENVOY, ENVOY_GRPC, HAPROXY, Gateway
 from demo.processes import (
     authsvc_env,
     authsvc_serve,
@@ -209,11 +209,19 @@ ROWS = (
     Row("authsvc-hit-unix-socket", 6, "one", 200, "authsvc-unix"),
     # The token (cached) and an Approov message signature (verified on every request).
     Row("authsvc-hit-signed", 8, "signed", 200, "authsvc"),
-    # The shipped envoy/envoy.yaml (1 worker thread, as nginx has 1 worker) -> the static server.
+    # The other front doors' shipped files -> the static server: envoy/envoy.yaml and
+    # envoy/envoy-grpc.yaml (1 worker thread, as nginx has 1 worker), haproxy/haproxy.cfg
+    # (HAProxy's default threads: one per CPU).
     Row("envoy-authsvc-miss", 7, "rotate", 200, "authsvc"),
     Row("envoy-authsvc-hit", 7, "one", 200, "authsvc"),
+    Row("envoy-grpc-authsvc-miss", 12, "rotate", 200, "authsvc-grpc"),
+    Row("envoy-grpc-authsvc-hit", 12, "one", 200, "authsvc-grpc"),
+    Row("haproxy-authsvc-miss", 13, "rotate", 200, "authsvc"),
+    Row("haproxy-authsvc-hit", 13, "one", 200, "authsvc"),
 )
-ENVOY_ROWS = {row.name for row in ROWS if row.port_index == 7}
+# The port index of each front door but nginx, and its rows.
+FRONT_DOORS: dict[int, Gateway] = {7: ENVOY, 12: ENVOY_GRPC, 13: HAPROXY}
+FRONT_DOOR_ROWS = {row.name for row in ROWS if row.port_index in FRONT_DOORS}
 
 
 @dataclass
@@ -370,7 +378,8 @@ def main() -> int:
     env = authsvc_env()
     authsvc_port, naive_port = free_port(), free_port()
     floor_ports = {name: free_port() for name in FLOORS}
-    ports = [free_port() for _ in range(12)]
+    ports = [free_port() for _ in range(14)]
+    grpc_bind = f"127.0.0.1:{free_port()}"
     socket_path = workdir / "authsvc.sock"
     running: list[subprocess.Popen[bytes]] = []
     try:
@@ -379,9 +388,19 @@ def main() -> int:
                 authsvc_serve(f"127.0.0.1:{authsvc_port}", args.authsvc_workers), log, env
             )
             running.append(authsvc)
-            running.append(
-                spawn(authsvc_serve(f"unix:{socket_path}", args.authsvc_workers), log, env)
+            # The gRPC door's own: the rows above measure the shipped default (HTTP only).
+            authsvc_grpc = spawn(
+                authsvc_serve(
+                    f"127.0.0.1:{free_port()}", args.authsvc_workers, "--grpc-bind", grpc_bind
+                ),
+                log,
+                env,
             )
+            running.append(authsvc_grpc)
+            authsvc_unix = spawn(
+                authsvc_serve(f"unix:{socket_path}", args.authsvc_workers), log, env
+            )
+            running.append(authsvc_unix)
             naive = spawn(
                 [
                     sys.executable,
@@ -461,19 +480,23 @@ def main() -> int:
             front = spawn(nginx.command(workdir, "-g", "daemon off;"), log)
             running.append(front)
         rows: tuple[Row, ...] = ROWS
-        if ENVOY.find() is None:
-            print(f"bench: no Envoy rows ({ENVOY.install_hint})", file=sys.stderr)
-            rows = tuple(row for row in ROWS if row.name not in ENVOY_ROWS)
-        else:
-            envoy_ports = nginx.Ports(ports[7], authsvc_port, ports[0])
-            config = ENVOY.render(workdir / "envoy", envoy_ports)
-            with (workdir / "envoy.log").open("ab") as log:
-                running.append(spawn(ENVOY.command(config), log))
+        for port_index, gateway in FRONT_DOORS.items():
+            if gateway.find() is None:
+                print(f"bench: no {gateway.name} rows ({gateway.install_hint})", file=sys.stderr)
+                rows = tuple(row for row in rows if row.port_index != port_index)
+                continue
+            gateway_ports = nginx.Ports(
+                ports[port_index], authsvc_port, ports[0], int(grpc_bind.rpartition(":")[2])
+            )
+            config = gateway.render(workdir / gateway.name, gateway_ports)
+            with (workdir / f"{gateway.name}.log").open("ab") as log:
+                running.append(spawn(gateway.command(config), log))
         time.sleep(1)
         services = {
             "nginx": front.pid,
             "authsvc": authsvc.pid,
-            "authsvc-unix": running[1].pid,
+            "authsvc-grpc": authsvc_grpc.pid,
+            "authsvc-unix": authsvc_unix.pid,
             "naive": naive.pid,
             "floor-nginx": floor_nginx.pid,
             "floor-protocol": floor_protocol.pid,
@@ -549,8 +572,8 @@ def print_ratios(
     ratio("authsvc-hit-nginx-cache / njs-verify", "authsvc-hit-nginx-cache", "njs-verify", 1.5)
     miss_vs_naive = rps["authsvc-miss"] / rps["naive-python"]
     print(f"  {'authsvc-miss / naive-python':<40}{miss_vs_naive:>6.2f}x  (for the record)")
-    for row in sorted(ENVOY_ROWS & rps.keys()):
-        behind_nginx = row.removeprefix("envoy-")
+    for row in sorted(FRONT_DOOR_ROWS & rps.keys()):
+        behind_nginx = "authsvc-" + row.split("-authsvc-", 1)[1]
         label = f"{row} / {behind_nginx} (nginx)"
         print(f"  {label:<40}{rps[row] / rps[behind_nginx]:>6.2f}x  (for the record)")
     signed_vs_hit = rps["authsvc-hit-signed"] / rps["authsvc-hit"]

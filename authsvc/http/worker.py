@@ -11,15 +11,17 @@ import asyncio
 import signal
 import socket
 import sys
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
-from authsvc.http import extauthz
 from authsvc.http.endpoint import CheckEndpoint
 from authsvc.http.protocol import serving
+
+if TYPE_CHECKING:
+    from authsvc.http.extauthz import GrpcServer
 
 
 class AuthWorker(UvicornWorker):  # type: ignore[misc]
@@ -65,6 +67,9 @@ class AuthWorker(UvicornWorker):  # type: ignore[misc]
         self.config.app = self.wsgi
         self._server = _FlushingServer(config=self.config)
         if self._grpc_bind is not None:
+            # Imported only where gRPC is served: grpcio costs each worker ~12 MB.
+            from authsvc.http import extauthz  # noqa: PLC0415
+
             try:
                 self._server.grpc = await extauthz.start(self._checks, self._grpc_bind)
             except RuntimeError as error:  # the address is taken, or not one of this host
@@ -94,7 +99,7 @@ class _FlushingServer(Server):
     decision lines once its connections are done: after a graceful stop uvicorn raises the stop
     signal again, which ends the process before anything after `serve` runs."""
 
-    grpc: extauthz.GrpcServer | None = None
+    grpc: GrpcServer | None = None
     grpc_grace: float = 0
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -346,3 +348,12 @@ def test_a_single_use_signature_is_allowed_once_then_refused_as_replayed() -> No
     options = as_checked(message, route="/auth-signing-single-use")
     assert upstream_headers(service.grpc(headers, **options))["x-approov-reason"] == "ok"
     assert denied_reason(service.grpc(headers, **options)) == "message_replayed"
+
+
+def test_grpc_is_loaded_only_where_it_is_served() -> None:
+    """grpcio costs a worker ~12 MB: an HTTP-only server never imports it."""
+    code = "import sys, authsvc.cli, authsvc.http.server; print('grpc' in sys.modules)"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert loaded.stdout.strip() == "False"
