@@ -74,7 +74,9 @@ def b64(secret: bytes) -> str:
 class Authsvc:
     """`authsvc serve` with its secret in a file (rotated by SIGHUP) and its .env in `workdir`."""
 
-    def __init__(self, workdir: Path, port: int, max_signature_age: int) -> None:
+    def __init__(
+        self, workdir: Path, port: int, max_signature_age: int, grpc_bind: str | None
+    ) -> None:
         self.port, self.workdir = port, workdir
         self.secret_file = workdir / "secret"
         self.secret_file.write_text(b64(DUMMY_SECRET) + "\n")
@@ -84,6 +86,8 @@ class Authsvc:
                 "APPROOV_BASE64_SECRET_FILE": str(self.secret_file),
                 # A signature signed once at the start stays fresh for the whole run.
                 "APPROOV_SIGNATURE_MAX_AGE_SECONDS": str(max_signature_age),
+                # For a gateway that checks over gRPC (envoy-grpc).
+                **({"APPROOV_GRPC_BIND": grpc_bind} if grpc_bind else {}),
             }
         )
         self.process: subprocess.Popen[bytes] | None = None
@@ -285,8 +289,10 @@ def running(name: str, workdir: Path, max_signature_age: int) -> Iterator[tuple[
     """The demo backend, authsvc and gateway `name` (its shipped file) on fresh loopback ports;
     the gateway's port and authsvc, everything stopped after."""
     workdir.mkdir()
-    ports = nginx.Ports(free_port(), free_port(), free_port())
-    authsvc = Authsvc(workdir, ports.authsvc, max_signature_age)
+    ports = nginx.Ports(free_port(), free_port(), free_port(), free_port())
+    speaks_grpc = name != "nginx" and GATEWAYS[name].speaks_grpc
+    grpc_bind = f"127.0.0.1:{ports.authsvc_grpc}" if speaks_grpc else None
+    authsvc = Authsvc(workdir, ports.authsvc, max_signature_age, grpc_bind)
     gateway = Gateway(name, workdir, ports)
     backend: subprocess.Popen[bytes] | None = None
     try:
