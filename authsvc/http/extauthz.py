@@ -19,6 +19,7 @@ Nothing a client sends makes a gRPC error: Envoy would answer it with its `statu
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import replace
@@ -187,8 +188,12 @@ class GrpcServer:
         self._server = server
         self._health = health
 
-    async def stop(self, grace: float) -> None:
+    async def stop(self, grace: float, linger: float) -> None:
+        """Health says NOT_SERVING at once; checks are still answered for `linger` seconds, then
+        the listener closes (Envoy is told to go elsewhere: HTTP/2 GOAWAY) and the checks in
+        flight get `grace` seconds to finish."""
         await self._health.enter_graceful_shutdown()
+        await asyncio.sleep(linger)
         await self._server.stop(grace)
 
 
