@@ -27,7 +27,8 @@ COPY --from=build /opt/authsvc /opt/authsvc
 # (mount an emptyDir or tmpfs there).
 WORKDIR /tmp
 USER 10001:10001
-EXPOSE 8002
+# 8003: Envoy's gRPC ext_authz, when `--grpc-bind 0.0.0.0:8003` (or APPROOV_GRPC_BIND) is given.
+EXPOSE 8002 8003
 # SIGTERM: readiness turns 503, open requests finish within --graceful-timeout (below the
 # orchestrator's grace period), then the process exits.
 STOPSIGNAL SIGTERM

@@ -67,7 +67,8 @@ profile: $(INSTALLED)
 bench-report: $(INSTALLED)
 	$(BIN)/python -m bench.report_stream
 
-# Load and fault tests behind nginx, Envoy and Caddy, about 6 minutes (needs nginx and wrk).
+# Load and fault tests behind nginx, Envoy (HTTP, gRPC), Caddy and HAProxy, about 10 minutes
+# (needs nginx and wrk).
 soak: $(INSTALLED)
 	$(BIN)/python -m bench.soak
 

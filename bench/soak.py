@@ -1,7 +1,7 @@
 """`make soak`: load and fault tests behind each gateway, all on loopback, bounded, self-stopping.
 
-Behind nginx, Envoy and Caddy in turn, each running its shipped file in front of `authsvc serve`
-(2 workers) and the demo backend:
+Behind nginx, Envoy (over HTTP and gRPC), Caddy and HAProxy in turn, each running its shipped
+file in front of `authsvc serve` (2 workers) and the demo backend:
 
 1. `--seconds` of keep-alive traffic at full rate, allowed, denied and signed requests at once:
    unexpected answers, socket errors, the workers' RSS every 10 s;
@@ -9,7 +9,8 @@ Behind nginx, Envoy and Caddy in turn, each running its shipped file in front of
 3. the secret rotated by SIGHUP under load (new secret file, the old one kept as previous):
    tokens of either secret allowed, requests that failed;
 4. authsvc stopped and restarted under load: the statuses while it was down (the proxy's
-   documented choice: nginx's include and Envoy 503, Caddy 502), and outside that window.
+   documented choice: nginx's include, Envoy and HAProxy 503, Caddy 502), and outside that
+   window.
 
 Then once, behind nginx and straight at authsvc:
 5. 500 slowloris connections against authsvc itself: other clients' latency;
@@ -63,7 +64,7 @@ BINDING = "Bearer soak-user"
 TOKEN_HEADER = "Approov-Token"
 EXPECT = BENCH / "lua" / "expect.lua"
 # What a client gets while authsvc is down, by gateway (README, "Every front door").
-DOWN_STATUS = {"nginx": 503, "envoy": 503, "caddy": 502}
+DOWN_STATUS = {"nginx": 503, "envoy": 503, "envoy-grpc": 503, "caddy": 502, "haproxy": 503}
 RESTART_DOWN_SECONDS = 2
 
 
