@@ -5,7 +5,10 @@ the doors share runs through it in test_gateways.py and test_message_signing.py.
 from __future__ import annotations
 
 import http.client
+import signal
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -15,10 +18,13 @@ from google.rpc import code_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from authsvc.http.extauthz import ROUTE_KEY, SERVICE_NAME
+from authsvc.http.worker import GRPC_LINGER_SECONDS
+from demo.processes import free_port
 from tests.e2e.app_requests import AUTHORIZATION, valid_token
 from tests.e2e.conftest import FRONT_DOORS, start_stack
-from tests.e2e.servers import GatewayStack, ProxiedStack, Reply
+from tests.e2e.servers import Authsvc, GatewayStack, ProxiedStack, Reply
 from tests.e2e.test_gateways import decision_for
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -114,3 +120,34 @@ def test_an_unknown_approov_route_is_refused_as_route_unknown(
     reasons = {h.header.key: h.header.value for h in answer.denied_response.headers}
     assert reasons == {"x-approov-reason": "route_unknown"}
     assert "is not a check path" in grpc_stack.authsvc.log_text()
+
+
+def test_a_stopping_worker_says_not_serving_answers_checks_while_it_lingers_then_exits(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM: health NOT_SERVING at once, checks still answered for GRPC_LINGER_SECONDS (a
+    reload's new workers bind the port meanwhile), then the process is gone well within the
+    graceful timeout."""
+    address = f"127.0.0.1:{free_port()}"
+    server = Authsvc(tmp_path, extra_args=("--grpc-bind", address)).start()
+    try:
+        with grpc.insecure_channel(address) as opened:
+            health: Any = health_pb2_grpc.HealthStub(opened)
+
+            def status() -> Any:
+                return health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+
+            assert status() == health_pb2.HealthCheckResponse.SERVING
+            assert server.process is not None
+            stopped_at = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            wait_until(
+                lambda: status() == health_pb2.HealthCheckResponse.NOT_SERVING,
+                what="NOT_SERVING",
+            )
+            token_only = {"approov-token": valid_token()}
+            assert check(opened, "/auth-binding-off", token_only).status.code == code_pb2.OK
+            server.process.wait(timeout=GRPC_LINGER_SECONDS + 10)
+            assert time.monotonic() - stopped_at >= GRPC_LINGER_SECONDS
+    finally:
+        server.stop()
