@@ -4,6 +4,7 @@ the doors share runs through it in test_gateways.py and test_message_signing.py.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import signal
 import time
@@ -24,6 +25,8 @@ from tests.e2e.app_requests import AUTHORIZATION, valid_token
 from tests.e2e.conftest import FRONT_DOORS, start_stack
 from tests.e2e.servers import Authsvc, GatewayStack, ProxiedStack, Reply
 from tests.e2e.test_gateways import decision_for
+from tests.e2e.test_message_signing import app_request, deliver, url
+from tests.support.signatures import sign
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -151,3 +154,18 @@ def test_a_stopping_worker_says_not_serving_answers_checks_while_it_lingers_then
             assert time.monotonic() - stopped_at >= GRPC_LINGER_SECONDS
     finally:
         server.stop()
+
+
+def test_a_signed_body_that_is_not_utf8_reaches_authsvc_as_bytes_and_is_checked(
+    grpc_stack: GatewayStack,
+) -> None:
+    """envoy-grpc.yaml buffers the signed route's body with pack_as_bytes (set on the filter:
+    per route alone, Envoy sends text, and these bytes would fail their digest)."""
+    body = bytes(range(256)) * 4
+    signed = sign(app_request("POST", url(grpc_stack, "/signed/binary"), body=body))
+    reply = deliver(grpc_stack, signed)
+    assert reply.status == 200, reply.body
+    assert reply.json()["body_sha256"] == hashlib.sha256(body).hexdigest()
+    signed.body = body[::-1]  # same length, same signed digest: only the bytes can tell
+    assert deliver(grpc_stack, signed).status == 401
+    assert decision_for(grpc_stack, "/signed/binary")["reason"] == "content_digest_mismatch"
