@@ -379,7 +379,7 @@ def main() -> int:
     authsvc_port, naive_port = free_port(), free_port()
     floor_ports = {name: free_port() for name in FLOORS}
     ports = [free_port() for _ in range(14)]
-    grpc_bind = f"127.0.0.1:{free_port()}"
+    grpc_port = free_port()
     socket_path = workdir / "authsvc.sock"
     running: list[subprocess.Popen[bytes]] = []
     try:
@@ -391,7 +391,10 @@ def main() -> int:
             # The gRPC door's own: the rows above measure the shipped default (HTTP only).
             authsvc_grpc = spawn(
                 authsvc_serve(
-                    f"127.0.0.1:{free_port()}", args.authsvc_workers, "--grpc-bind", grpc_bind
+                    f"127.0.0.1:{free_port()}",
+                    args.authsvc_workers,
+                    "--grpc-bind",
+                    f"127.0.0.1:{grpc_port}",
                 ),
                 log,
                 env,
@@ -485,9 +488,7 @@ def main() -> int:
                 print(f"bench: no {gateway.name} rows ({gateway.install_hint})", file=sys.stderr)
                 rows = tuple(row for row in rows if row.port_index != port_index)
                 continue
-            gateway_ports = nginx.Ports(
-                ports[port_index], authsvc_port, ports[0], int(grpc_bind.rpartition(":")[2])
-            )
+            gateway_ports = nginx.Ports(ports[port_index], authsvc_port, ports[0], grpc_port)
             config = gateway.render(workdir / gateway.name, gateway_ports)
             with (workdir / f"{gateway.name}.log").open("ab") as log:
                 running.append(spawn(gateway.command(config), log))

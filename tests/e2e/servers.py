@@ -365,6 +365,24 @@ def send(
         client.close()
 
 
+def send_lines(
+    port: int, method: str, path: str, lines: list[tuple[str, str]], body: bytes = b""
+) -> Reply:
+    """One request with exactly these header lines (repeated names kept), and `body`."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.putrequest(method, path)
+        for name, value in lines:
+            connection.putheader(name, value)
+        if body:
+            connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body or None)
+        response = connection.getresponse()
+        return Reply(response.status, dict(response.getheaders()), response.read())
+    finally:
+        connection.close()
+
+
 def backend_requests(backend: Backend) -> int:
     count: int = send(backend.port, "GET", "/__stats").json()["requests"]
     return count

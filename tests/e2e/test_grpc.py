@@ -5,7 +5,6 @@ the doors share runs through it in test_gateways.py and test_message_signing.py.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import signal
 import time
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from authsvc.http.worker import GRPC_LINGER_SECONDS
 from demo.processes import free_port
 from tests.e2e.app_requests import AUTHORIZATION, valid_token
 from tests.e2e.conftest import FRONT_DOORS, start_stack
-from tests.e2e.servers import Authsvc, GatewayStack, ProxiedStack, Reply
+from tests.e2e.servers import Authsvc, GatewayStack, ProxiedStack, send_lines
 from tests.e2e.test_gateways import decision_for
 from tests.e2e.test_message_signing import app_request, deliver, url
 from tests.support.signatures import sign
@@ -48,28 +47,15 @@ def channel(grpc_stack: GatewayStack) -> Iterator[grpc.Channel]:
         yield opened
 
 
-def send_raw(stack: ProxiedStack, path: str, headers: list[tuple[str, str]]) -> Reply:
-    """A request with exactly these header lines, repeated names kept."""
-    connection = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=5)
-    try:
-        connection.putrequest("GET", path)
-        for name, value in headers:
-            connection.putheader(name, value)
-        connection.endheaders()
-        response = connection.getresponse()
-        return Reply(response.status, dict(response.getheaders()), response.read())
-    finally:
-        connection.close()
-
-
 def test_a_token_sent_twice_reaches_authsvc_as_two_copies_and_is_refused_as_duplicated(
     grpc_stack: ProxiedStack,
 ) -> None:
     """envoy-grpc.yaml's encode_raw_headers: every copy, not one value joined by a comma."""
     token = valid_token()
     before = grpc_stack.backend_requests()
-    reply = send_raw(
-        grpc_stack,
+    reply = send_lines(
+        grpc_stack.port,
+        "GET",
         "/api/twice",
         [("Approov-Token", token), ("Approov-Token", token), ("Authorization", AUTHORIZATION)],
     )

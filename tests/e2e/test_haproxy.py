@@ -5,7 +5,6 @@ and haproxy/approov.lua: the check request the Lua action sends, and a silent or
 from __future__ import annotations
 
 import contextlib
-import http.client
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from demo.gateways import GATEWAYS
 from demo.processes import free_port
 from tests.conftest import gateway_available
 from tests.e2e.app_requests import approov
-from tests.e2e.servers import Backend, GatewayProxy, Reply, backend_requests, send
+from tests.e2e.servers import Backend, GatewayProxy, backend_requests, send, send_lines
 
 pytestmark = pytest.mark.e2e
 
@@ -65,21 +64,6 @@ def haproxy_before_stub(
         backend.stop()
         stub.shutdown()
         stub.server_close()
-
-
-def send_lines(
-    port: int, method: str, path: str, lines: list[tuple[str, str]], body: bytes
-) -> Reply:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.putrequest(method, path)
-        for name, value in [*lines, ("Content-Length", str(len(body)))]:
-            connection.putheader(name, value)
-        connection.endheaders(body)
-        response = connection.getresponse()
-        return Reply(response.status, dict(response.getheaders()), response.read())
-    finally:
-        connection.close()
 
 
 def test_the_check_carries_every_client_header_and_haproxys_own_request_line_never_a_clients(
