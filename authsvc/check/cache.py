@@ -95,11 +95,14 @@ class VerdictCache:
 
 class VerdictMemo(Generic[T]):
     """What a layer derives from a verdict (response headers, a log fragment), derived once per
-    cached verdict rather than once per check: the cache hands out the same object on every
-    hit. Other verdicts are new objects each check and are derived every time.
+    verdict that recurs rather than once per check: a cached verdict (the cache hands out the
+    same object on every hit) and one without claims (a refusal before the signature verified,
+    all in its reason and decision: the deny a flood of forged tokens repeats). A miss's allow
+    is a new verdict each check and is derived every time.
 
-    Entries are keyed on the object's identity and hold the object, so an id is never reused
-    while its entry lives; the memo is emptied when it reaches `size`.
+    A cached verdict is keyed on its identity and held, so an id is never reused while its entry
+    lives; one without claims is keyed on its value (all its fields). The memo is emptied when
+    it reaches `size`.
     """
 
     __slots__ = ("_derive", "_entries", "_size")
@@ -107,16 +110,21 @@ class VerdictMemo(Generic[T]):
     def __init__(self, derive: Callable[[Verdict], T], size: int = 1024) -> None:
         self._derive = derive
         self._size = size
-        self._entries: dict[int, tuple[Verdict, T]] = {}
+        self._entries: dict[int | Verdict, tuple[Verdict, T]] = {}
 
     def __call__(self, verdict: Verdict) -> T:
-        if not verdict.cached:
+        if verdict.cached:
+            key: int | Verdict = id(verdict)
+        elif verdict.claims is None:  # hashable then: every other field is
+            key = verdict
+        else:
             return self._derive(verdict)
-        entry = self._entries.get(id(verdict))
-        if entry is not None and entry[0] is verdict:
+        entry = self._entries.get(key)
+        # An id must find its own object; an equal value derives the same.
+        if entry is not None and (key is verdict or entry[0] is verdict):
             return entry[1]
         derived = self._derive(verdict)
         if len(self._entries) >= self._size:
             self._entries.clear()
-        self._entries[id(verdict)] = (verdict, derived)
+        self._entries[key] = (verdict, derived)
         return derived

@@ -8,7 +8,6 @@ token, no duplicate keys, no byte order mark, no header that changes processing.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import re
@@ -22,6 +21,20 @@ HS256, RS256, ES256 = "HS256", "RS256", "ES256"
 _COMPACT_JWS = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 # Header parameters that change how a token is processed or make the verifier fetch keys.
 _FORBIDDEN_HEADER_PARAMETERS = frozenset({"crit", "b64", "jku", "x5u", "jwk", "x5c"})
+_BASE64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_URL_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+# Canonical base64url: a segment of 4n+2 (4n+3) characters ends in one whose 4 (2) low bits,
+# left over after the last byte, are zero. Keyed on the segment's length mod 4; 4n+1 is none.
+_CANONICAL_LAST = {
+    0: frozenset(_BASE64URL),
+    2: frozenset(c for i, c in enumerate(_BASE64URL) if i & 0b1111 == 0),
+    3: frozenset(c for i, c in enumerate(_BASE64URL) if i & 0b11 == 0),
+}
+_PADDING = {0: b"", 2: b"==", 3: b"="}
+# The headers seen, decoded: an issuer's tokens share one header segment per key, so most
+# tokens skip its base64 and JSON. Only well-formed headers are kept, and a few at most.
+_HEADERS_KEPT = 64
+_headers: dict[bytes, dict[str, Any]] = {}
 
 
 class Malformed(ValueError):
@@ -47,22 +60,32 @@ def parse_compact_jws(token: bytes) -> ParsedToken:
     signing_input, signature_segment = token.rsplit(b".", 1)
     header_segment, payload_segment = signing_input.split(b".")
     return ParsedToken(
-        header=_decode_json_object(_decode_segment(header_segment, "header"), "header"),
+        header=_decode_header(header_segment),
         claims=_decode_json_object(_decode_segment(payload_segment, "payload"), "payload"),
         signing_input=signing_input,
         signature=_decode_segment(signature_segment, "signature"),
     )
 
 
+def _decode_header(segment: bytes) -> dict[str, Any]:
+    known = _headers.get(segment)
+    if known is None:
+        known = _decode_json_object(_decode_segment(segment, "header"), "header")
+        if len(_headers) >= _HEADERS_KEPT:
+            _headers.clear()
+        _headers[segment] = known
+    return dict(known)  # a copy: what the caller does with it never reaches the next token
+
+
 def _decode_segment(segment: bytes, name: str) -> bytes:
-    try:
-        decoded = base64.urlsafe_b64decode(segment + b"=" * (-len(segment) % 4))
-    except (binascii.Error, ValueError):
-        raise Malformed(f"the {name} is not base64url") from None
+    """`segment` (base64url characters only: the caller's pattern) decoded."""
+    canonical_last = _CANONICAL_LAST.get(len(segment) % 4)
+    if canonical_last is None:  # 4n+1 characters: no byte ends there
+        raise Malformed(f"the {name} is not base64url")
     # Only the canonical encoding: no stray trailing bits that make two spellings of one token.
-    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != segment:
+    if segment[-1] not in canonical_last:
         raise Malformed(f"the {name} is not canonical base64url")
-    return decoded
+    return binascii.a2b_base64(segment.translate(_URL_TO_STANDARD) + _PADDING[len(segment) % 4])
 
 
 def _decode_json_object(raw: bytes, name: str) -> dict[str, Any]:
@@ -80,8 +103,20 @@ def _decode_json_object(raw: bytes, name: str) -> dict[str, Any]:
     return value
 
 
+# The names tokens use (RFC 7515, RFC 7519, Approov's claims), kept once: each cached verdict
+# holds its claims, and a name parsed anew is a new string per token (~50 bytes each).
+_NAMES = {
+    name: name
+    for name in (
+        *("alg", "typ", "kid"),
+        *("exp", "nbf", "iat", "iss", "aud", "sub", "jti"),
+        *("did", "pay", "ip", "ipk", "mskid", "arc"),
+    )
+}
+
+
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
+    result = {_NAMES.get(name, name): value for name, value in pairs}
     if len(result) != len(pairs):
         raise ValueError("a key appears twice")
     return result

@@ -84,6 +84,10 @@ class CheckProtocol(HttpToolsProtocol):
         self._tail = b""  # the last 3 bytes received, for a head end split between reads
         self._head_timer: asyncio.TimerHandle | None = None
         self._paused_for_writes = False
+        # Keep-alive after answers from the callbacks: one timer per connection, pushed back
+        # lazily, where uvicorn arms and cancels a timer for every request (~3 µs a check).
+        self._idle_since: float | None = None  # when the last check was answered, if idle since
+        self._idle_timer: asyncio.TimerHandle | None = None
         # uvicorn's headers for every answer (`date`), renewed each second, as bytes.
         self._default_headers: list[tuple[bytes, bytes]] | None = None
         self._default_head = b""
@@ -94,6 +98,7 @@ class CheckProtocol(HttpToolsProtocol):
         if self._refused:  # nothing after bytes llhttp refused is read
             return
         self._unset_keepalive_if_required()
+        self._idle_since = None
         start = 0
         for end in self._piece_ends(data):
             piece = data if end - start == len(data) else memoryview(data)[start:end]
@@ -256,8 +261,37 @@ class CheckProtocol(HttpToolsProtocol):
         if self.access_log:
             self._log_access(request, answer.status)
         checks.record(verdict, route, request, started, error)
-        self.on_response_complete()
+        self._check_answered()
         return True
+
+    def _check_answered(self) -> None:
+        """uvicorn's on_response_complete for an answer from the callbacks, which leaves no
+        answer owed (no pipeline to start): its keep-alive timer armed only if none is."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        self._idle_since = self.loop.time()
+        if self._idle_timer is None:
+            self._idle_timer = self.loop.call_later(self.timeout_keep_alive, self._idle_expired)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        super().connection_lost(exc)
+
+    def _idle_expired(self) -> None:
+        """Close the connection once idle for uvicorn's keep-alive timeout since its last
+        answered check; a request since then stops the watch (its answer starts it again)."""
+        self._idle_timer = None
+        if self._idle_since is None or self.transport.is_closing():
+            return
+        remaining = self._idle_since + self.timeout_keep_alive - self.loop.time()
+        if remaining > 0:
+            self._idle_timer = self.loop.call_later(remaining, self._idle_expired)
+        else:
+            self.transport.close()
 
     def _log_access(self, request: CheckRequest, status: int) -> None:
         target = request.raw_path + (b"?" + request.query if request.query else b"")

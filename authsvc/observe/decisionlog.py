@@ -72,6 +72,9 @@ _APPROOV_STATUS, _APPROOV_TRACE_ID, _TRACE_ID, _LATENCY_MS = map(
     _key, (Field.APPROOV_STATUS, Field.APPROOV_TRACE_ID, Field.TRACE_ID, Field.LATENCY_MS)
 )
 _ERROR = ", " + _key(Field.ERROR)
+_DID, _KEY, _SIGNED_BY, _CACHED, _EXP = (
+    ", " + _key(field) for field in (Field.DID, Field.KEY, Field.SIGNED_BY, Field.CACHED, Field.EXP)
+)
 # What may be shortened to fit, longest first; the rest is short by construction.
 _CUTTABLE = (Field.URI, Field.METHOD, Field.REQUEST_ID, Field.DID, Field.KEY, Field.ERROR)
 
@@ -236,20 +239,25 @@ def _head(decision: Decision, reason: Reason, binding: str, signing: str, monito
 
 
 def _verdict_tail(verdict: Verdict) -> str:
-    """The fields that depend on the verdict alone, each with its leading comma."""
+    """The fields that depend on the verdict alone, each with its leading comma: as json.dumps
+    writes them, built directly (a miss's new verdict derives it on every check)."""
     claims = verdict.claims or {}
     did = claims.get("did")
     exp = claims.get("exp")
-    fields: dict[str, Any] = {
-        Field.DID: did[:MAX_FIELD_CHARS] if isinstance(did, str) else None,
-        Field.KEY: verdict.key,
-        Field.SIGNED_BY: verdict.signed_by,
-        Field.CACHED: True if verdict.cached else None,
-        # Any JSON number can reach here (the claims of a token denied as claims_invalid).
-        Field.EXP: exp if is_timestamp(exp) else None,
-    }
-    present = {name: value for name, value in fields.items() if value is not None}
-    return ", " + json.dumps(present)[1:-1] if present else ""
+    tail = ""
+    if isinstance(did, str):
+        tail += f"{_DID}{encode_basestring_ascii(did[:MAX_FIELD_CHARS])}"
+    if verdict.key is not None:
+        tail += f"{_KEY}{encode_basestring_ascii(verdict.key)}"
+    if verdict.signed_by is not None:
+        tail += f"{_SIGNED_BY}{encode_basestring_ascii(verdict.signed_by)}"
+    if verdict.cached:
+        tail += f"{_CACHED}true"
+    # Any JSON number can reach here (the claims of a token denied as claims_invalid); a
+    # timestamp is an int or a finite float, whose repr is its JSON.
+    if is_timestamp(exp):
+        tail += f"{_EXP}{exp!r}"
+    return tail
 
 
 def _line_writer(stream: TextIO) -> tuple[Callable[[str], None], bool]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from authsvc.check.cache import CachingVerifier
+from authsvc.check.cache import CachingVerifier, VerdictMemo
 from authsvc.check.credentials import Credentials
 from authsvc.check.verify import Verdict, Verifier
 from authsvc.policy import BindingMode, Decision, Reason
@@ -121,3 +121,50 @@ def test_size_zero_turns_the_cache_off() -> None:
     v = verifier(Clock(), size=0)
     tok = bound_token(BINDING, exp=NOW + 60)
     assert [check(v, tok).cached for _ in range(2)] == [False, False]
+
+
+class Derivations:
+    """A derivation that counts its calls: what VerdictMemo must spare."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, verdict: Verdict) -> str:
+        self.calls += 1
+        return f"{verdict.reason}:{verdict.decision}:{verdict.cached}"
+
+
+def test_the_memo_derives_a_cached_verdict_once_however_often_it_is_hit() -> None:
+    v = verifier(Clock())
+    derive = Derivations()
+    memo = VerdictMemo(derive)
+    tok = bound_token(BINDING, exp=NOW + 60)
+    check(v, tok)
+    assert {memo(check(v, tok)) for _ in range(5)} == {"ok:allow:True"}
+    assert derive.calls == 1
+
+
+def test_the_memo_derives_a_refusal_without_claims_once_per_value() -> None:
+    """A flood of forged tokens: each check a new verdict object, all of one value."""
+    derive = Derivations()
+    memo = VerdictMemo(derive)
+    results = [memo(Verdict(Reason.SIGNATURE_INVALID, Decision.DENY)) for _ in range(5)]
+    results.append(memo(Verdict(Reason.SIGNATURE_INVALID, Decision.MONITOR)))
+    assert results == ["signature_invalid:deny:False"] * 5 + ["signature_invalid:monitor:False"]
+    assert derive.calls == 2
+
+
+def test_the_memo_derives_a_new_verdict_with_claims_every_time() -> None:
+    """A miss: its claims are its own (its did, its exp), so nothing of another is reused."""
+    derive = Derivations()
+    memo = VerdictMemo(derive)
+    for did in ("a", "b"):
+        memo(Verdict(Reason.OK, Decision.ALLOW, {"exp": NOW + 60, "did": did}, "secret"))
+    assert derive.calls == 2
+
+
+def test_the_memo_stays_within_its_size() -> None:
+    memo = VerdictMemo(Derivations(), size=4)
+    for reason in Reason:
+        memo(Verdict(reason, Decision.DENY))
+    assert len(memo._entries) <= 4

@@ -246,6 +246,54 @@ def test_an_idle_connection_is_not_closed_by_the_head_timeout(
     assert asyncio.run(run()) is False
 
 
+def keep_alive_for(connection: Connection, seconds: float) -> None:
+    """uvicorn's keep-alive timeout, in a fraction of a second (its type says whole seconds)."""
+    connection.protocol.timeout_keep_alive = seconds  # type: ignore[assignment]
+
+
+def test_a_connection_idle_after_a_check_is_closed_after_the_keep_alive_timeout() -> None:
+    async def run() -> tuple[bool, bool]:
+        connection = Connection(dummy_app())
+        keep_alive_for(connection, 0.1)
+        await connection.send([requests_of([exchanges()[1]])])
+        await asyncio.sleep(0.05)
+        before = connection.transport.closed
+        await asyncio.sleep(0.15)
+        return before, connection.transport.closed
+
+    assert asyncio.run(run()) == (False, True)
+
+
+def test_a_connection_is_closed_only_after_the_keep_alive_timeout_since_its_last_check() -> None:
+    """One timer per connection, pushed back lazily: when it fires after a later check, it
+    waits out the rest of that check's timeout instead of closing."""
+
+    async def run() -> list[bool]:
+        connection = Connection(dummy_app())
+        keep_alive_for(connection, 0.2)
+        closed = []
+        for _ in range(3):  # a check every 0.12 s: the timer fires between two of them
+            await connection.send([requests_of([exchanges()[1]])])
+            await asyncio.sleep(0.12)
+            closed.append(connection.transport.closed)
+        await asyncio.sleep(0.2)
+        closed.append(connection.transport.closed)
+        return closed
+
+    assert asyncio.run(run()) == [False, False, False, True]
+
+
+def test_a_request_in_progress_is_not_closed_by_the_keep_alive_timeout() -> None:
+    async def run() -> bool:
+        connection = Connection(dummy_app())
+        keep_alive_for(connection, 0.1)
+        await connection.send([requests_of([exchanges()[1]]), b"GET /auth HTTP/1.1\r\nHo"])
+        await asyncio.sleep(0.25)
+        return connection.transport.closed
+
+    assert asyncio.run(run()) is False
+
+
 @pytest.mark.parametrize(
     ("case", "head"),
     [

@@ -125,6 +125,7 @@ TEXTS = st.one_of(
         )
     ),
     signed_by=st.sampled_from([None, "install", "account"]),
+    key=st.one_of(st.none(), st.just("secret"), TEXTS),
     did=st.one_of(st.none(), st.text(max_size=40), st.integers()),
     exp=st.one_of(st.none(), st.integers(-(10**20), 10**20), st.floats(allow_nan=True)),
     flags=st.tuples(st.booleans(), st.booleans()),
@@ -137,6 +138,7 @@ def test_the_line_is_exactly_json_dumps_of_its_fields(  # noqa: PLR0917 - hypoth
     flags: tuple[bool, bool],
     latency_ms: float,
     signed_by: str | None,
+    key: str | None,
 ) -> None:
     """The line is assembled from fragments decided once (per reason and policy, per cached
     verdict), not by encoding a dict per check: it must still be the dict's json.dumps."""
@@ -146,9 +148,7 @@ def test_the_line_is_exactly_json_dumps_of_its_fields(  # noqa: PLR0917 - hypoth
     )
     monitored, cached = flags
     claims = {"exp": exp, "did": did}
-    verdict = Verdict(
-        Reason.OK, Decision.ALLOW, claims, "secret", cached=cached, signed_by=signed_by
-    )
+    verdict = Verdict(Reason.OK, Decision.ALLOW, claims, key, cached=cached, signed_by=signed_by)
     stream = io.StringIO()
     now = 1_795_763_366.25
     DecisionLog(stream, clock=lambda: now).record(
@@ -180,7 +180,7 @@ def test_the_line_is_exactly_json_dumps_of_its_fields(  # noqa: PLR0917 - hypoth
         "trace_id": trace_id,
         "latency_ms": round(latency_ms, 3),
         "did": did if isinstance(did, str) else None,
-        "key": "secret",
+        "key": key,
         "signed_by": signed_by,
         "cached": True if cached else None,
         "exp": exp if is_timestamp(exp) else None,
