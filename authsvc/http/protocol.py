@@ -24,6 +24,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from authsvc.http.endpoint import CheckEndpoint, CheckRequest
+from authsvc.http.transport import TurnTransport
 
 # How long a stopping worker keeps an idle kept-alive connection open for one last request.
 DRAIN_SECONDS = 1.0
@@ -91,6 +92,9 @@ class CheckProtocol(HttpToolsProtocol):
         # uvicorn's headers for every answer (`date`), renewed each second, as bytes.
         self._default_headers: list[tuple[bytes, bytes]] | None = None
         self._default_head = b""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(TurnTransport(transport))
 
     # The request head: bounded in size and in time.
 

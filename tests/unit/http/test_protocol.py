@@ -246,6 +246,21 @@ def test_an_idle_connection_is_not_closed_by_the_head_timeout(
     assert asyncio.run(run()) is False
 
 
+def test_the_answers_of_one_loop_turn_are_written_once_its_reads_are_all_answered() -> None:
+    """Checks read from several connections in one turn: no answer wakes its client while the
+    next connection's check is still being decided (authsvc.http.transport)."""
+
+    async def run() -> tuple[list[bytes], list[int]]:
+        connections = [Connection(dummy_app()) for _ in range(3)]
+        for connection in connections:
+            connection.protocol.data_received(requests_of([exchanges()[1]]))
+        during = [connection.output for connection in connections]
+        await asyncio.sleep(0)
+        return during, [parse_responses(c.output)[0].status for c in connections]
+
+    assert asyncio.run(run()) == ([b"", b"", b""], [401, 401, 401])
+
+
 def keep_alive_for(connection: Connection, seconds: float) -> None:
     """uvicorn's keep-alive timeout, in a fraction of a second (its type says whole seconds)."""
     connection.protocol.timeout_keep_alive = seconds  # type: ignore[assignment]

@@ -1,0 +1,64 @@
+"""The connection's transport as authsvc's HTTP protocol writes to it: the answers of one
+event-loop turn sent together."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+
+class TurnTransport(asyncio.Transport):
+    """A connection's transport whose writes of one event-loop turn leave together, once the
+    turn's reads are all answered, and in the order they were made.
+
+    Written at once, each answer woke its client (a proxy, waiting in epoll) while authsvc went
+    on parsing the next connection's request: a wakeup per answer, and requests then arriving
+    one at a time. Measured with wrk straight at one worker: checks answered from the callbacks
+    went from ~10,200 to ~15,800 a second, 69 to 51 µs of CPU each (bench/README.md).
+    A close sends what is held first; what a closed connection still holds is dropped.
+    """
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        super().__init__()
+        self._transport = transport
+        self._held: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._held:
+            try:
+                asyncio.get_running_loop().call_soon(self._send)
+            except RuntimeError:  # no event loop turning: nothing would send it later
+                self._transport.write(data)
+                return
+        self._held.append(bytes(data))
+
+    def _send(self) -> None:
+        held, self._held = self._held, []
+        if held and not self._transport.is_closing():
+            self._transport.write(held[0] if len(held) == 1 else b"".join(held))
+
+    def close(self) -> None:
+        self._send()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._held = []
+        self._transport.abort()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self._transport.is_reading()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(map(len, self._held))
