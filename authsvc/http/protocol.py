@@ -24,7 +24,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from authsvc.http.endpoint import CheckEndpoint, CheckRequest
-from authsvc.http.transport import TurnTransport
+from authsvc.http.transport import Turn, TurnTransport
 
 # How long a stopping worker keeps an idle kept-alive connection open for one last request.
 DRAIN_SECONDS = 1.0
@@ -94,7 +94,7 @@ class CheckProtocol(HttpToolsProtocol):
         self._default_head = b""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(TurnTransport(transport))
+        super().connection_made(TurnTransport(transport, Turn.current()))
 
     # The request head: bounded in size and in time.
 

@@ -4,7 +4,42 @@ event-loop turn sent together."""
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Any
+
+
+class Turn:
+    """The connections of one event loop holding writes in its current turn: sent at its end,
+    with one callback for them all."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._holding: list[TurnTransport] = []
+
+    @classmethod
+    def current(cls) -> Turn | None:
+        """The running event loop's turn; None outside one (nothing would send it)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        turn = _TURNS.get(loop)
+        if turn is None:
+            turn = _TURNS[loop] = cls(loop)
+        return turn
+
+    def hold(self, transport: TurnTransport) -> None:
+        if not self._holding:
+            self._loop.call_soon(self._send)
+        self._holding.append(transport)
+
+    def _send(self) -> None:
+        holding, self._holding = self._holding, []
+        for transport in holding:
+            transport.send()
+
+
+_TURNS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Turn] = weakref.WeakKeyDictionary()
 
 
 class TurnTransport(asyncio.Transport):
@@ -18,27 +53,29 @@ class TurnTransport(asyncio.Transport):
     A close sends what is held first; what a closed connection still holds is dropped.
     """
 
-    def __init__(self, transport: asyncio.Transport) -> None:
+    def __init__(self, transport: asyncio.Transport, turn: Turn | None) -> None:
+        """`turn`: the event loop's (Turn.current()); None writes at once."""
         super().__init__()
         self._transport = transport
+        self._turn = turn
         self._held: list[bytes] = []
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._turn is None:
+            self._transport.write(data)
+            return
         if not self._held:
-            try:
-                asyncio.get_running_loop().call_soon(self._send)
-            except RuntimeError:  # no event loop turning: nothing would send it later
-                self._transport.write(data)
-                return
+            self._turn.hold(self)
         self._held.append(bytes(data))
 
-    def _send(self) -> None:
+    def send(self) -> None:
+        """Write what is held now."""
         held, self._held = self._held, []
         if held and not self._transport.is_closing():
             self._transport.write(held[0] if len(held) == 1 else b"".join(held))
 
     def close(self) -> None:
-        self._send()
+        self.send()
         self._transport.close()
 
     def abort(self) -> None:

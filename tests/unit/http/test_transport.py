@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from authsvc.http.transport import TurnTransport
+from authsvc.http.transport import Turn, TurnTransport
 from tests.support.protocol_harness import MemoryTransport
 
 
@@ -21,7 +21,7 @@ class CountingTransport(MemoryTransport):
 
 def wrapped() -> tuple[TurnTransport, CountingTransport]:
     inner = CountingTransport()
-    return TurnTransport(inner), inner  # type: ignore[arg-type]
+    return TurnTransport(inner, Turn.current()), inner  # type: ignore[arg-type]
 
 
 def test_the_writes_of_one_turn_leave_in_one_write_in_order_once_the_turn_is_done() -> None:
