@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from authsvc.check.cache import CachingVerifier
 from authsvc.check.signing import MessageSignatures
 from authsvc.check.verify import Checker, Verifier
-from authsvc.config import ConfigError, Settings
+from authsvc.config import REPLAY_STORE_MEMORY, ConfigError, Settings
 from authsvc.store.keysource import KeySource, load_account_signing_key
-from authsvc.store.replay import NoReplayStore, ReplayStore, replay_store
+from authsvc.store.replay import MemoryReplayStore, NoReplayStore, ReplayStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,3 +70,16 @@ class Runtime:
 def load(environ: Mapping[str, str], clock: Callable[[], float] = time.time) -> Runtime:
     """Settings from `environ`, then keys and verifier; one ConfigError lists every problem."""
     return Runtime.from_settings(Settings.from_env(environ), clock)
+
+
+def replay_store(settings: Settings) -> ReplayStore:
+    """The store `settings` name."""
+    location = settings.replay_store
+    if location is None:
+        return NoReplayStore()
+    if location == REPLAY_STORE_MEMORY:
+        return MemoryReplayStore()
+    # Imported only here: the Redis client costs each worker ~7 MB where no store is used.
+    from authsvc.store.redis_replay import RedisReplayStore  # noqa: PLC0415
+
+    return RedisReplayStore(location, settings.replay_store_timeout_ms / 1000)

@@ -48,10 +48,17 @@ STAGES = (
     ("verify + cache", re.compile(r"authsvc/check/(verify|cache|jose|keys|rules)\.py|/jwt/")),
     ("signing", re.compile(r"authsvc/check/(origin|signing|message)\.py")),
     ("check endpoint (route, answer, glue)", re.compile(r"authsvc/http/endpoint\.py")),
-    ("HTTP: authsvc protocol, llhttp, socket I/O", re.compile(r"authsvc/http/")),
-    ("uvicorn protocol + ASGI", re.compile(r"uvicorn/|asyncio/(?!runners)")),
+    (
+        "HTTP: authsvc protocol, llhttp, socket writes",
+        re.compile(r"authsvc/http/(protocol|transport)\.py"),
+    ),
+    (
+        "uvicorn protocol + ASGI",
+        re.compile(r"authsvc/http/app\.py|uvicorn/protocols/|asyncio/(?!runners)"),
+    ),
 )
-OTHER = "event loop (uvloop C, I/O)"
+# Samples with no frame above: the worker's own loop (server, worker, uvloop's run).
+OTHER = "event loop (uvloop C: epoll, socket reads)"
 KINDS = ("hit", "miss", "deny")
 
 

@@ -7,19 +7,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from authsvc.config import Settings
-from authsvc.store.replay import (
-    MemoryReplayStore,
-    NoReplayStore,
-    RedisReplayStore,
-    StoreUnavailable,
-    replay_store,
-)
+from authsvc.runtime import replay_store
+from authsvc.store.redis_replay import RedisReplayStore
+from authsvc.store.replay import MemoryReplayStore, NoReplayStore, StoreUnavailable
 from demo.processes import free_port
 from tests.support.tokens import DUMMY_SECRET
 
@@ -80,3 +78,22 @@ def test_a_store_that_never_answers_is_unavailable_after_the_timeout(stalled_por
     with pytest.raises(StoreUnavailable):
         asyncio.run(store.claim("k", 1000))
     assert 0.04 < time.monotonic() - started < 1
+
+
+def test_the_redis_client_is_loaded_only_where_a_redis_store_is_configured() -> None:
+    """It costs a worker ~7 MB (measured): a server with no store, or the memory one, never
+    imports it."""
+    code = (
+        "import sys\n"
+        "from authsvc.config import Settings\n"
+        "from authsvc.http.app import create_app\n"
+        "from authsvc.runtime import Runtime\n"
+        "from tests.support.tokens import DUMMY_SECRET\n"
+        "for store in (None, 'memory'):\n"
+        "    create_app(Runtime.from_settings(Settings(secret=DUMMY_SECRET, replay_store=store)))\n"
+        "print('redis' in sys.modules)\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert loaded.stdout.strip() == "False"
