@@ -59,7 +59,8 @@ bench-stages: $(INSTALLED)
 bench-replay: $(INSTALLED)
 	$(BIN)/python -m bench.replay
 
-# Where a check's CPU goes in the running server, stage by stage (py-spy samples a worker).
+# Where a check's CPU goes in the running server, stage by stage, for a cached token, a new
+# token each check and a forged one (py-spy samples a worker; needs wrk).
 profile: $(INSTALLED)
 	PATH=$(BIN):$$PATH $(BIN)/python -m bench.profile
 

@@ -4,8 +4,11 @@ event-loop turn sent together."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class Turn:
@@ -36,7 +39,11 @@ class Turn:
     def _send(self) -> None:
         holding, self._holding = self._holding, []
         for transport in holding:
-            transport.send()
+            try:
+                transport.send()
+            except Exception as error:  # one connection's failure holds back no other answer
+                log.error("an answer could not be written, its connection aborted: %r", error)
+                transport.abort()
 
 
 _TURNS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Turn] = weakref.WeakKeyDictionary()
@@ -48,9 +55,9 @@ class TurnTransport(asyncio.Transport):
 
     Written at once, each answer woke its client (a proxy, waiting in epoll) while authsvc went
     on parsing the next connection's request: a wakeup per answer, and requests then arriving
-    one at a time. Measured with wrk straight at one worker: checks answered from the callbacks
-    went from ~10,200 to ~15,800 a second, 69 to 51 µs of CPU each (bench/README.md).
-    A close sends what is held first; what a closed connection still holds is dropped.
+    one at a time. Measured with `make profile` (one worker, wrk straight at it): ~1.5x the
+    checks a second on every path (bench/README.md, round 4). A close sends what is held
+    first; what a closed connection still holds is dropped.
     """
 
     def __init__(self, transport: asyncio.Transport, turn: Turn | None) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from authsvc.http.transport import Turn, TurnTransport
 from tests.support.protocol_harness import MemoryTransport
 
@@ -73,3 +75,27 @@ def test_outside_an_event_loop_a_write_goes_out_at_once() -> None:
     transport, inner = wrapped()
     transport.write(b"now")
     assert inner.writes == [b"now"]
+
+
+class BrokenTransport(CountingTransport):
+    def write(self, data: bytes) -> None:
+        raise OSError("the socket is gone")
+
+    def abort(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.internal_error  # the failed write is logged as an error, as it should be
+def test_a_connection_whose_write_fails_holds_back_no_other_answer() -> None:
+    async def run() -> tuple[list[bytes], bool, list[bytes]]:
+        turn = Turn.current()
+        broken, healthy = BrokenTransport(), CountingTransport()
+        first, second = TurnTransport(broken, turn), TurnTransport(healthy, turn)  # type: ignore[arg-type]
+        first.write(b"lost")
+        second.write(b"answer")
+        await asyncio.sleep(0)
+        second.write(b"next")
+        await asyncio.sleep(0)
+        return healthy.writes, broken.closed, broken.writes
+
+    assert asyncio.run(run()) == ([b"answer", b"next"], True, [])
