@@ -1,4 +1,5 @@
-"""What a running authsvc is made of, loaded once from the environment: settings, keys, verifier.
+"""What a running authsvc is made of, loaded once from the environment: settings, keys, verifier,
+replay store.
 
 Settings are read by `Settings.from_env` alone, keys by `Runtime.from_settings` alone (the
 CLI calls both at start-up, `load` does both for the server on HUP); the app is built from the

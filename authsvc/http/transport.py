@@ -100,9 +100,3 @@ class TurnTransport(asyncio.Transport):
 
     def resume_reading(self) -> None:
         self._transport.resume_reading()
-
-    def is_reading(self) -> bool:
-        return self._transport.is_reading()
-
-    def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() + sum(map(len, self._held))

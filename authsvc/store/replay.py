@@ -1,10 +1,10 @@
 """Where single-use message signatures are remembered, so that each is accepted once.
 
-A Redis or Valkey server shared by every replica (`redis://`, `rediss://`, `unix://`): one
-atomic `SET key 1 NX PX ttl` per claim, bounded by a timeout, on a client that reconnects by
-itself; or this process's memory (`memory`: each worker and replica then accepts a signature
-once). Every failure (no store configured, a store down, slow or refusing) is StoreUnavailable:
-the caller denies, never allows.
+A Redis or Valkey server shared by every replica (`redis://`, `rediss://`, `unix://`;
+authsvc.store.redis_replay): one atomic `SET key 1 NX PX ttl` per claim, bounded by a timeout,
+on a client that reconnects by itself; or this process's memory (`memory`: each worker and
+replica then accepts a signature once). Every failure (no store configured, a store down,
+slow or refusing) is StoreUnavailable: the caller denies, never allows.
 """
 
 from __future__ import annotations
